@@ -1,0 +1,112 @@
+# mulefarm - one plain GNU Makefile. `make help` lists the targets.
+
+BUILD    ?= build
+CC       ?= gcc
+PYTHON   ?= /usr/bin/python3
+PKGS     := python3-embed libpq yaml-0.1 uuid
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
+ifneq ($(CI),)
+WERROR   ?= 1
+endif
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+OPT      ?= -O2 -g
+SAN      ?=
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(SAN) -Iinclude $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -pthread -lm
+
+SERVER_SRC := $(sort $(wildcard server/*.c server/config/*.c))
+CORE_SRC   := $(filter-out server/main.c,$(SERVER_SRC))
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC   := $(sort $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c))
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all run test unit integration fuzz fuzz-run check format format-check help deps clean bench docs
+
+all: $(BUILD)/mulefarm ## build build/mulefarm
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+deps: ## install (root) or name the Debian packages for build and test
+	@scripts/deps.sh test
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/mulefarm/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmfcore.a: $(CORE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/mulefarm: $(BUILD)/obj/server/main.o $(BUILD)/libmfcore.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+run: ## start the demo: examples/hello, 2 workers x 2 threads on 127.0.0.1:8080
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory all
+	@echo "mulefarm demo: curl http://127.0.0.1:8080/  (Ctrl-C stops it)"
+	$(BUILD)/mulefarm --master --http-socket 127.0.0.1:8080 --processes 2 --threads 2 \
+		--chdir examples/hello --wsgi-file app.py
+
+# A unit test may #include the .c it tests (to reach static helpers); the
+# archive then supplies only what it does not define itself.
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmfcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libmfcore.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BIN) ## run the cmocka unit tests
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
+	MULEFARM_BIN=$(abspath $(BUILD)/mulefarm) $(PYTHON) -m pytest -q tests/integration
+
+# libFuzzer targets: built with clang; `make test` replays the seed corpora,
+# `make fuzz-run FUZZ_SECONDS=600` fuzzes each target for that long.
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/%: tests/fuzz/%.c server/http.c $(wildcard include/mulefarm/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined -o $@ $< server/http.c
+
+fuzz: $(FUZZ_BIN) ## build the libFuzzer targets and replay their seed corpora
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+		$$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { $$f -runs=0 tests/fuzz/corpus/$$n; exit 1; }; \
+		echo "$$n: corpus replay ok"; done
+
+fuzz-run: $(FUZZ_BIN) ## fuzz every target for FUZZ_SECONDS each
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
+		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n; done
+
+test: ## unit, integration and fuzz-corpus tests (installs test packages as root)
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory integration
+
+check: ## the unit and integration suites under ASan+UBSan (build-asan/)
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		unit integration
+
+bench: all ## side-by-side HTTP benchmark against uWSGI, gunicorn and nginx
+	@scripts/deps.sh bench
+	tests/bench/http.sh
+
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format: ## reformat the C sources with clang-format
+	clang-format -i $(FORMAT_SRC)
+
+format-check: ## fail if any C source is not clang-formatted
+	@clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean: ## remove build outputs
+	rm -rf build build-asan

@@ -1,0 +1,34 @@
+/*
+ * listener.h - listening sockets: address parsing, bind, listen.
+ *
+ * Opened by the master before any fork; workers inherit the fds.
+ */
+#ifndef MULEFARM_LISTENER_H
+#define MULEFARM_LISTENER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+struct listener {
+	int fd;
+	bool is_unix;
+	char name[256];       /* the address as given */
+	char server_name[256]; /* default SERVER_NAME (host part, or "localhost") */
+	char server_port[8];   /* default SERVER_PORT ("" for unix sockets) */
+};
+
+/*
+ * Splits <addr> the way uWSGI reads socket addresses: an address holding
+ * no ':' or a '/' is a unix socket path; "[v6]:port", "host:port", and
+ * ":port" (all IPv4 interfaces) are TCP. Fills <host> (empty for ":port")
+ * and <port>. Returns 0, or -1 when malformed. Pure.
+ */
+int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, char *port,
+		   size_t portlen);
+
+/* Binds and listens on <addr> with <backlog>. Unix sockets replace a stale
+ * socket file and get <mode> (octal string) when it is not NULL. Returns 0,
+ * or -1 after logging what failed. */
+int listener_open(struct listener *l, const char *addr, int backlog, const char *mode);
+
+#endif

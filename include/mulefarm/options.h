@@ -1,0 +1,141 @@
+/*
+ * options.h - the one options table.
+ *
+ * MF_OPTIONS is the single source for the command-line parser, --help,
+ * docs/options.md (`mulefarm --options-md`) and `uwsgi.opt`. Names and
+ * meanings follow uWSGI 2.0; where mulefarm differs the help text says so.
+ *
+ * X(ID, name, kind, repeat, default, help)
+ *   kind: OPT_STR  takes a value
+ *         OPT_INT  takes an integer value
+ *         OPT_FLAG optional value: bare, or 1/true/yes/on, 0/false/no/off
+ *         OPT_OPT  optional value; bare means <default>
+ *   repeat: true when each occurrence adds a value (otherwise the last wins)
+ */
+#ifndef MULEFARM_OPTIONS_H
+#define MULEFARM_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define MF_OPTIONS(X)                                                                              \
+	X(HTTP_SOCKET, "http-socket", OPT_STR, true, NULL,                                         \
+	  "bind ADDR (host:port, [v6]:port, :port or a unix path); workers speak HTTP/1.1")        \
+	X(HTTP, "http", OPT_STR, true, NULL,                                                       \
+	  "like --http-socket: served by the workers directly, no router process")                 \
+	X(CHMOD_SOCKET, "chmod-socket", OPT_OPT, false, "666",                                     \
+	  "mode of unix sockets (octal; bare means 666)")                                          \
+	X(LISTEN, "listen", OPT_INT, false, "100", "listen backlog of every socket")              \
+	X(WSGI_FILE, "wsgi-file", OPT_STR, false, NULL, "load the WSGI app from this file")        \
+	X(MODULE, "module", OPT_STR, false, NULL,                                                  \
+	  "load the WSGI app from pkg.mod[:callable]; a trailing () calls a factory")              \
+	X(CALLABLE, "callable", OPT_STR, false, "application", "name of the WSGI callable")        \
+	X(PYTHONPATH, "pythonpath", OPT_STR, true, NULL,                                           \
+	  "prepend a directory (glob patterns expand) to sys.path")                                \
+	X(VIRTUALENV, "virtualenv", OPT_STR, false, NULL,                                          \
+	  "use this virtualenv's site-packages (and set sys.prefix to it)")                        \
+	X(CHDIR, "chdir", OPT_STR, false, NULL, "chdir to DIR before loading the app")             \
+	X(PROCESSES, "processes", OPT_INT, false, "1", "number of worker processes")               \
+	X(THREADS, "threads", OPT_INT, false, "1", "Python threads per worker")                    \
+	X(ENABLE_THREADS, "enable-threads", OPT_FLAG, false, NULL,                                 \
+	  "accepted for compatibility: threads are always enabled")                                \
+	X(MASTER, "master", OPT_FLAG, false, NULL,                                                 \
+	  "accepted for compatibility: there is always a master")                                  \
+	X(BUFFER_SIZE, "buffer-size", OPT_INT, false, "4096",                                      \
+	  "largest request head (request line and headers) in bytes")                              \
+	X(LIMIT_POST, "limit-post", OPT_INT, false, "0",                                           \
+	  "largest request body in bytes (0: no limit); larger gets 413")                          \
+	X(SOCKET_TIMEOUT, "socket-timeout", OPT_INT, false, "4",                                   \
+	  "seconds a client may stall while sending a request or reading a response")             \
+	X(KEEPALIVE_TIMEOUT, "keepalive-timeout", OPT_INT, false, "15",                            \
+	  "seconds an idle keep-alive connection is kept open (mulefarm)")                         \
+	X(DISABLE_LOGGING, "disable-logging", OPT_FLAG, false, NULL, "no access log")              \
+	X(DIE_ON_TERM, "die-on-term", OPT_FLAG, false, NULL,                                       \
+	  "accepted: SIGTERM always shuts down (gracefully)")                                      \
+	X(PY_CALL_OSAFTERFORK, "py-call-osafterfork", OPT_FLAG, false, NULL,                       \
+	  "accepted: fork hooks always run")                                                       \
+	X(WORKER_RELOAD_MERCY, "worker-reload-mercy", OPT_INT, false, "60",                        \
+	  "seconds a worker may take to finish in-flight requests when stopping")                 \
+	X(HELP, "help", OPT_FLAG, false, NULL, "show this help")                                   \
+	X(VERSION, "version", OPT_FLAG, false, NULL, "print the version")                          \
+	X(OPTIONS_MD, "options-md", OPT_FLAG, false, NULL, "print docs/options.md")
+
+/* Other names uWSGI accepts for the same option: X(alias, ID). */
+#define MF_ALIASES(X)                                                                              \
+	X("workers", PROCESSES)                                                                    \
+	X("p", PROCESSES)                                                                          \
+	X("home", VIRTUALENV)                                                                      \
+	X("venv", VIRTUALENV)                                                                      \
+	X("pyhome", VIRTUALENV)                                                                    \
+	X("pp", PYTHONPATH)                                                                        \
+	X("python-path", PYTHONPATH)                                                               \
+	X("file", WSGI_FILE)                                                                       \
+	X("w", MODULE)                                                                             \
+	X("wsgi", MODULE)                                                                          \
+	X("M", MASTER)                                                                             \
+	X("T", ENABLE_THREADS)                                                                     \
+	X("b", BUFFER_SIZE)                                                                        \
+	X("L", DISABLE_LOGGING)                                                                    \
+	X("l", LISTEN)                                                                             \
+	X("h", HELP)
+
+enum opt_kind { OPT_STR, OPT_INT, OPT_FLAG, OPT_OPT };
+
+enum opt_id {
+#define X(id, name, kind, repeat, def, help) OPT_##id,
+	MF_OPTIONS(X)
+#undef X
+		OPT__COUNT
+};
+
+struct opt_info {
+	const char *name;
+	enum opt_kind kind;
+	bool repeat;
+	const char *def;
+	const char *help;
+};
+
+/* One occurrence, in the order given. <key> is the name as the user typed
+ * it (uwsgi.opt keeps aliases apart, as uWSGI does); <value> is NULL for a
+ * bare flag. Both are owned by the options object. */
+struct opt_entry {
+	enum opt_id id;
+	char *key;
+	char *value;
+};
+
+struct options {
+	struct opt_entry *entries;
+	size_t n, cap;
+};
+
+extern const struct opt_info opt_table[OPT__COUNT];
+
+/* Resolves a name or alias; returns -1 if unknown. */
+int opt_lookup(const char *name);
+
+/* Appends an occurrence (copies <key> and <value>). Validates the value for
+ * its kind; on error returns -1 and writes a message naming the option to
+ * <err> (size <errlen>). */
+int opt_add(struct options *o, const char *key, const char *value, char *err, size_t errlen);
+
+void opt_free(struct options *o);
+
+/* The last value given (or the default when bare for OPT_OPT, or the
+ * table default when absent). NULL when absent without default. */
+const char *opt_str(const struct options *o, enum opt_id id);
+long opt_int(const struct options *o, enum opt_id id);
+bool opt_flag(const struct options *o, enum opt_id id);
+bool opt_given(const struct options *o, enum opt_id id);
+
+/* Parses argv (argv[0] excluded). Returns 0, or -1 with a message in
+ * <err>. `--opt value`, `--opt=value`, `-x value` for one-letter aliases. */
+int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen);
+
+/* Prints --help, and the markdown for docs/options.md. */
+void cli_print_help(FILE *f);
+void cli_print_markdown(FILE *f);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * proc.h - the process table and the one function that forks.
+ *
+ * Only the master forks. A child keeps its role and id across respawns.
+ */
+#ifndef MULEFARM_PROC_H
+#define MULEFARM_PROC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mulefarm/server.h"
+
+enum proc_role { ROLE_WORKER };
+
+struct proc {
+	enum proc_role role;
+	int id;              /* 1..N within the role */
+	pid_t pid;           /* 0 when not running */
+	int64_t started_ms;  /* monotonic */
+	int64_t respawn_ms;  /* when a dead child may be spawned again */
+};
+
+struct proc_table {
+	struct proc *p;
+	size_t n;
+};
+
+/* Forks <p>'s process. In the child: fork hooks, identity, death signal,
+ * then the role's main, which never returns. In the master: returns 0, or
+ * -1 after logging. Master only, GIL held. */
+int proc_spawn(const struct server *srv, struct proc *p);
+
+/* The entry of <t> whose pid is <pid>, or NULL. */
+struct proc *proc_find(struct proc_table *t, pid_t pid);
+
+const char *proc_role_name(enum proc_role role);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * listener.c - listening sockets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "mulefarm/listener.h"
+#include "mulefarm/log.h"
+
+static int copy(char *dst, size_t size, const char *src, size_t len)
+{
+	if (len >= size)
+		return -1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, char *port,
+		   size_t portlen)
+{
+	const char *colon;
+
+	*is_unix = strchr(addr, '/') != NULL || strchr(addr, ':') == NULL;
+	if (*is_unix) {
+		host[0] = port[0] = '\0';
+		return addr[0] == '\0' ? -1 : 0;
+	}
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		if (copy(host, hostlen, addr + 1, (size_t)(close - addr - 1)) == -1)
+			return -1;
+		colon = close + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (copy(host, hostlen, addr, (size_t)(colon - addr)) == -1)
+			return -1;
+	}
+	const char *p = colon + 1;
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 || atoi(p) > 65535)
+		return -1;
+	return copy(port, portlen, p, strlen(p));
+}
+
+static int open_unix(struct listener *l, const char *path, int backlog, const char *mode)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_info("unix socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path); /* a stale socket from an earlier run */
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd == -1) {
+		log_err(errno, "socket() failed for %s", path);
+		return -1;
+	}
+	if (bind(l->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		log_err(errno, "bind() failed on %s", path);
+		return -1;
+	}
+	if (mode != NULL && chmod(path, (mode_t)strtol(mode, NULL, 8)) == -1) {
+		log_err(errno, "chmod() failed on %s", path);
+		return -1;
+	}
+	if (listen(l->fd, backlog) == -1) {
+		log_err(errno, "listen() failed on %s", path);
+		return -1;
+	}
+	snprintf(l->server_name, sizeof(l->server_name), "localhost");
+	l->server_port[0] = '\0';
+	return 0;
+}
+
+static int open_tcp(struct listener *l, const char *host, const char *port, int backlog)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *res;
+	int one = 1;
+
+	hints.ai_family = host[0] == '\0' ? AF_INET : AF_UNSPEC;
+	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc != 0) {
+		log_info("cannot resolve %s: %s", l->name, gai_strerror(rc));
+		return -1;
+	}
+	l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd == -1) {
+		log_err(errno, "socket() failed for %s", l->name);
+		goto fail;
+	}
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l->fd, res->ai_addr, res->ai_addrlen) == -1) {
+		log_err(errno, "bind() failed on %s", l->name);
+		goto fail;
+	}
+	if (listen(l->fd, backlog) == -1) {
+		log_err(errno, "listen() failed on %s", l->name);
+		goto fail;
+	}
+	freeaddrinfo(res);
+	snprintf(l->server_name, sizeof(l->server_name), "%s", host[0] ? host : "0.0.0.0");
+	snprintf(l->server_port, sizeof(l->server_port), "%s", port);
+	return 0;
+fail:
+	freeaddrinfo(res);
+	return -1;
+}
+
+int listener_open(struct listener *l, const char *addr, int backlog, const char *mode)
+{
+	char host[256], port[8];
+
+	l->fd = -1;
+	snprintf(l->name, sizeof(l->name), "%s", addr);
+	if (listener_split(addr, &l->is_unix, host, sizeof(host), port, sizeof(port)) == -1) {
+		log_info("invalid socket address '%s' (want host:port, [v6]:port, :port or a path)",
+			 addr);
+		return -1;
+	}
+	int rc = l->is_unix ? open_unix(l, addr, backlog, mode) : open_tcp(l, host, port, backlog);
+	if (rc == -1 && l->fd != -1) {
+		close(l->fd);
+		l->fd = -1;
+	}
+	return rc;
+}

@@ -1,0 +1,517 @@
+/*
+ * worker.c - the web worker: event loop, timers and the Python thread pool.
+ *
+ * A connection is owned by exactly one side at a time. The loop owns it
+ * while it sits in epoll (armed EPOLLONESHOT) and on a timer list; a
+ * Python thread owns it from the dispatch queue until it re-arms it. The
+ * timer lists, queue and counters are guarded by one mutex; epoll_ctl is
+ * thread-safe, so a Python thread hands a connection back by re-arming it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+
+#include "mulefarm/conn.h"
+#include "mulefarm/log.h"
+#include "mulefarm/worker.h"
+#include "mulefarm/wsgi.h"
+
+#define LINGER_MS 2000
+
+enum { ST_HEAD, ST_BODY, ST_RUNNING, ST_LINGER };
+enum { L_NONE, L_IDLE, L_READING, L_LINGER, L__COUNT };
+
+struct clist {
+	struct conn *head, *tail;
+};
+
+struct worker {
+	const struct server *srv;
+	const struct config *cfg;
+	int epfd;
+	int evfd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct conn *q_head, *q_tail; /* dispatch queue, linked by next */
+	struct clist lists[L__COUNT];
+	int64_t timeout_ms[L__COUNT];
+	size_t live;
+	volatile bool stopping;
+};
+
+static struct worker wk;
+static volatile sig_atomic_t sig_graceful, sig_now;
+
+static void on_signal(int sig)
+{
+	uint64_t one = 1;
+	int saved = errno;
+	if (sig == SIGTERM || sig == SIGHUP)
+		sig_graceful = 1;
+	else
+		sig_now = 1;
+	if (write(wk.evfd, &one, sizeof(one)) == -1) {
+		/* the counter cannot overflow in practice; nothing to do */
+	}
+	errno = saved;
+}
+
+/* --- timer lists (mutex held) ------------------------------------------ */
+
+static void list_remove(struct worker *w, struct conn *c)
+{
+	struct clist *l = &w->lists[c->list];
+	if (c->list == L_NONE)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+	c->list = L_NONE;
+}
+
+static void list_append(struct worker *w, struct conn *c, int which)
+{
+	struct clist *l = &w->lists[which];
+	list_remove(w, c);
+	c->list = which;
+	c->deadline_ms = mono_ms() + w->timeout_ms[which];
+	c->prev = l->tail;
+	c->next = NULL;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+/* --- connection hand-offs (any thread) ---------------------------------- */
+
+static void conn_close(struct worker *w, struct conn *c)
+{
+	pthread_mutex_lock(&w->mu);
+	list_remove(w, c);
+	w->live--;
+	pthread_mutex_unlock(&w->mu);
+	conn_free(c);
+	if (w->stopping) {
+		uint64_t one = 1;
+		if (write(w->evfd, &one, sizeof(one)) == -1) {
+			/* wake-up only */
+		}
+	}
+}
+
+/* Puts <c> on timer list <which> and waits for it to become readable. */
+static void conn_wait(struct worker *w, struct conn *c, int which)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
+	pthread_mutex_lock(&w->mu);
+	list_append(w, c, which);
+	pthread_mutex_unlock(&w->mu);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1) {
+		log_err(errno, "epoll_ctl() failed");
+		conn_close(w, c);
+	}
+}
+
+/* Closes after the peer has stopped sending, so that unread request bytes
+ * do not turn our last response into a reset. */
+static void conn_linger(struct worker *w, struct conn *c)
+{
+	c->state = ST_LINGER;
+	if (shutdown(c->fd, SHUT_WR) == -1) {
+		conn_close(w, c);
+		return;
+	}
+	conn_wait(w, c, L_LINGER);
+}
+
+static void fail(struct worker *w, struct conn *c, int status)
+{
+	conn_send_error(c, status);
+	conn_linger(w, c);
+}
+
+static void dispatch(struct worker *w, struct conn *c)
+{
+	c->state = ST_RUNNING;
+	c->next = NULL;
+	pthread_mutex_lock(&w->mu);
+	if (w->q_tail)
+		w->q_tail->next = c;
+	else
+		w->q_head = c;
+	w->q_tail = c;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* --- reading a request in the loop -------------------------------------- */
+
+static int parse_status(ssize_t rc)
+{
+	switch (rc) {
+	case HTTP_ERR_TOO_MANY_HEADERS:
+		return 431;
+	case HTTP_ERR_NOT_IMPLEMENTED:
+		return 501;
+	case HTTP_ERR_VERSION:
+		return 505;
+	}
+	return 400;
+}
+
+/* Whether enough of the body has arrived to hand the request to Python:
+ * all of it when small, CONN_BODY_PREFETCH bytes of a large one. */
+static int body_ready(struct conn *c)
+{
+	size_t have = c->len - c->head_len;
+	if (c->body_done || (!c->continue_sent && have == 0))
+		return 1;
+	if (!c->req.chunked) {
+		uint64_t want = (uint64_t)c->body_left;
+		return have >= (want < CONN_BODY_PREFETCH ? want : CONN_BODY_PREFETCH);
+	}
+	while (c->scan_off < c->len) {
+		size_t used;
+		struct http_slice data;
+		int rc = http_chunked_step(&c->scan, c->buf + c->scan_off, c->len - c->scan_off,
+					   &used, &data);
+		c->scan_off += used;
+		if (rc == HTTP_CHUNK_DONE)
+			return 1;
+		if (rc == HTTP_CHUNK_ERROR)
+			return -1;
+	}
+	return have >= CONN_BODY_PREFETCH;
+}
+
+static void start_body(struct worker *w, struct conn *c)
+{
+	const struct config *cfg = w->cfg;
+	if (c->head_len > cfg->buffer_size) {
+		fail(w, c, 431);
+		return;
+	}
+	if (cfg->limit_post > 0 && c->req.content_length > cfg->limit_post) {
+		fail(w, c, 413);
+		return;
+	}
+	c->state = ST_BODY;
+	http_chunked_init(&c->scan);
+	c->scan_off = c->head_len;
+}
+
+/* Advances <c> with what is buffered: parse the head, gather the body,
+ * dispatch. Any thread may call it for a connection it owns. */
+static void conn_process(struct worker *w, struct conn *c)
+{
+	if (c->state == ST_HEAD) {
+		ssize_t rc = c->len ? conn_parse_head(c) : HTTP_INCOMPLETE;
+		if (rc == HTTP_INCOMPLETE) {
+			if (c->len >= w->cfg->buffer_size) {
+				bool line = http_request_line_end(c->buf, c->len) != -1;
+				fail(w, c, line ? 431 : 414);
+			} else {
+				conn_wait(w, c, c->len ? L_READING : L_IDLE);
+			}
+			return;
+		}
+		if (rc < 0) {
+			fail(w, c, parse_status(rc));
+			return;
+		}
+		start_body(w, c);
+		if (c->state != ST_BODY)
+			return;
+	}
+	int ready = body_ready(c);
+	if (ready < 0) {
+		fail(w, c, 400);
+	} else if (ready) {
+		dispatch(w, c);
+	} else if (conn_reserve(c, c->head_len + CONN_BODY_PREFETCH) == -1) {
+		fail(w, c, 500);
+	} else {
+		conn_wait(w, c, L_READING);
+	}
+}
+
+static void on_readable(struct worker *w, struct conn *c)
+{
+	if (c->state == ST_LINGER) {
+		char sink[4096];
+		ssize_t r = recv(c->fd, sink, sizeof(sink), 0);
+		if (r > 0 || (r == -1 && errno == EAGAIN))
+			conn_wait(w, c, L_LINGER);
+		else
+			conn_close(w, c);
+		return;
+	}
+	if (c->len == c->cap && conn_reserve(c, c->cap + 4096) == -1) {
+		conn_close(w, c);
+		return;
+	}
+	ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+	if (r == -1 && (errno == EAGAIN || errno == EINTR)) {
+		conn_wait(w, c, c->len ? L_READING : L_IDLE);
+		return;
+	}
+	if (r <= 0) {
+		conn_close(w, c);
+		return;
+	}
+	c->len += (size_t)r;
+	conn_process(w, c);
+}
+
+static void peer_name(struct conn *c, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, c->peer_addr, sizeof(c->peer_addr));
+		snprintf(c->peer_port, sizeof(c->peer_port), "%u", ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_addr, sizeof(c->peer_addr));
+		snprintf(c->peer_port, sizeof(c->peer_port), "%u", ntohs(s6->sin6_port));
+	}
+}
+
+static void on_accept(struct worker *w, const struct listener *l)
+{
+	for (int i = 0; i < 64 && !w->stopping; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
+				log_err(errno, "accept4() failed on %s", l->name);
+			return;
+		}
+		struct conn *c = conn_new(fd, l, w->cfg);
+		if (c == NULL || conn_reserve(c, w->cfg->buffer_size) == -1) {
+			log_err(ENOMEM, "cannot allocate a connection on %s", l->name);
+			conn_free(c);
+			continue;
+		}
+		if (!l->is_unix) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			peer_name(c, &ss);
+		}
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
+		pthread_mutex_lock(&w->mu);
+		w->live++;
+		list_append(w, c, L_READING);
+		pthread_mutex_unlock(&w->mu);
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+			log_err(errno, "epoll_ctl() failed");
+			conn_close(w, c);
+		}
+	}
+}
+
+/* --- Python threads ------------------------------------------------------ */
+
+static void after_request(struct worker *w, struct conn *c, bool keep)
+{
+	if (keep && !w->stopping && conn_next_request(c)) {
+		c->state = ST_HEAD;
+		conn_process(w, c);
+	} else if (c->body_done) {
+		conn_close(w, c);
+	} else {
+		conn_linger(w, c); /* unread body: do not answer it with a reset */
+	}
+}
+
+static void *python_thread(void *arg)
+{
+	struct worker *w = arg;
+	PyGILState_Ensure();
+	PyThreadState *ts = PyEval_SaveThread();
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		while (w->q_head == NULL)
+			pthread_cond_wait(&w->cv, &w->mu);
+		struct conn *c = w->q_head;
+		w->q_head = c->next;
+		if (w->q_head == NULL)
+			w->q_tail = NULL;
+		c->next = NULL;
+		pthread_mutex_unlock(&w->mu);
+
+		bool closing = w->stopping;
+		PyEval_RestoreThread(ts);
+		bool keep = wsgi_serve(c, closing);
+		ts = PyEval_SaveThread();
+		after_request(w, c, keep);
+	}
+	return NULL;
+}
+
+/* --- the loop ------------------------------------------------------------- */
+
+static void sweep(struct worker *w, int64_t now)
+{
+	for (int which = L_IDLE; which < L__COUNT; which++) {
+		for (;;) {
+			pthread_mutex_lock(&w->mu);
+			struct conn *c = w->lists[which].head;
+			if (c == NULL || c->deadline_ms > now) {
+				pthread_mutex_unlock(&w->mu);
+				break;
+			}
+			list_remove(w, c);
+			pthread_mutex_unlock(&w->mu);
+			/* A stalled partial request hears why it is closed. */
+			if (which == L_READING && c->len > 0)
+				conn_send_error(c, 408);
+			conn_close(w, c);
+		}
+	}
+}
+
+static int next_timeout(struct worker *w)
+{
+	int64_t next = mono_ms() + 1000;
+	pthread_mutex_lock(&w->mu);
+	for (int which = L_IDLE; which < L__COUNT; which++) {
+		struct conn *c = w->lists[which].head;
+		if (c && c->deadline_ms < next)
+			next = c->deadline_ms;
+	}
+	pthread_mutex_unlock(&w->mu);
+	int64_t t = next - mono_ms();
+	return t < 0 ? 0 : (int)t;
+}
+
+static void begin_stop(struct worker *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	for (size_t i = 0; i < w->srv->ls.n; i++)
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->ls.l[i].fd, NULL);
+	/* Idle keep-alive connections carry no request: close them now. */
+	pthread_mutex_lock(&w->mu);
+	struct conn *c;
+	while ((c = w->lists[L_IDLE].head) != NULL) {
+		list_remove(w, c);
+		w->live--;
+		conn_free(c);
+	}
+	pthread_mutex_unlock(&w->mu);
+	log_info("stopping gracefully");
+}
+
+static void handle_event(struct worker *w, struct epoll_event *ev)
+{
+	uint64_t tag = ev->data.u64;
+	if (tag == 0) {
+		uint64_t n;
+		if (read(w->evfd, &n, sizeof(n)) == -1) {
+			/* spurious wake-up */
+		}
+		if (sig_now)
+			_exit(0);
+		return; /* a graceful stop begins after this batch of events */
+	}
+	if (tag <= w->srv->ls.n) {
+		on_accept(w, &w->srv->ls.l[tag - 1]);
+		return;
+	}
+	struct conn *c = ev->data.ptr;
+	pthread_mutex_lock(&w->mu);
+	list_remove(w, c);
+	pthread_mutex_unlock(&w->mu);
+	on_readable(w, c);
+}
+
+static void loop_setup(struct worker *w)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->epfd == -1 || w->evfd == -1 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev)) {
+		log_err(errno, "epoll/eventfd set-up failed");
+		_exit(1);
+	}
+	for (size_t i = 0; i < w->srv->ls.n; i++) {
+		struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = i + 1};
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->srv->ls.l[i].fd, &lev) == -1) {
+			log_err(errno, "epoll_ctl() failed on %s", w->srv->ls.l[i].name);
+			_exit(1);
+		}
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+}
+
+void worker_main(const struct server *srv, int id)
+{
+	struct worker *w = &wk;
+	w->srv = srv;
+	w->cfg = &srv->cfg;
+	w->timeout_ms[L_IDLE] = (int64_t)srv->cfg.keepalive_timeout * 1000;
+	w->timeout_ms[L_READING] = (int64_t)srv->cfg.socket_timeout * 1000;
+	w->timeout_ms[L_LINGER] = LINGER_MS;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	loop_setup(w);
+
+	PyEval_SaveThread();
+	for (int i = 0; i < srv->cfg.threads; i++) {
+		pthread_t t;
+		int rc = pthread_create(&t, NULL, python_thread, w);
+		if (rc != 0) {
+			log_err(rc, "pthread_create() failed");
+			_exit(1);
+		}
+		pthread_detach(t);
+	}
+	struct epoll_event evs[64];
+	for (;;) {
+		int n = epoll_wait(w->epfd, evs, 64, next_timeout(w));
+		if (n == -1 && errno != EINTR) {
+			log_err(errno, "epoll_wait() failed");
+			_exit(1);
+		}
+		for (int i = 0; i < n; i++)
+			handle_event(w, &evs[i]);
+		if (sig_graceful)
+			begin_stop(w);
+		sweep(w, mono_ms());
+		if (w->stopping) {
+			pthread_mutex_lock(&w->mu);
+			size_t live = w->live;
+			pthread_mutex_unlock(&w->mu);
+			if (live == 0)
+				_exit(0);
+		}
+	}
+}
