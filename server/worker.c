@@ -50,6 +50,7 @@ struct worker {
 	int64_t timeout_ms[L__COUNT];
 	size_t live;
 	volatile bool stopping;
+	bool inline_mode; /* --threads 1: the loop thread runs the app itself */
 };
 
 static struct worker wk;
@@ -127,7 +128,9 @@ static void conn_wait(struct worker *w, struct conn *c, int which)
 	pthread_mutex_lock(&w->mu);
 	list_append(w, c, which);
 	pthread_mutex_unlock(&w->mu);
-	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1) {
+	int op = c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	c->registered = true;
+	if (epoll_ctl(w->epfd, op, c->fd, &ev) == -1) {
 		log_err(errno, "epoll_ctl() failed");
 		conn_close(w, c);
 	}
@@ -161,8 +164,21 @@ static void dispatch(struct worker *w, struct conn *c)
 	else
 		w->q_head = c;
 	w->q_tail = c;
-	pthread_cond_signal(&w->cv);
+	if (!w->inline_mode)
+		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
+}
+
+static struct conn *dequeue(struct worker *w)
+{
+	struct conn *c = w->q_head;
+	if (c != NULL) {
+		w->q_head = c->next;
+		if (w->q_head == NULL)
+			w->q_tail = NULL;
+		c->next = NULL;
+	}
+	return c;
 }
 
 /* --- reading a request in the loop -------------------------------------- */
@@ -319,15 +335,12 @@ static void on_accept(struct worker *w, const struct listener *l)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			peer_name(c, &ss);
 		}
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
 		pthread_mutex_lock(&w->mu);
 		w->live++;
-		list_append(w, c, L_READING);
 		pthread_mutex_unlock(&w->mu);
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
-			log_err(errno, "epoll_ctl() failed");
-			conn_close(w, c);
-		}
+		/* On loopback and with fast clients the request is often here
+		 * already: read before paying for an epoll round trip. */
+		on_readable(w, c);
 	}
 }
 
@@ -354,11 +367,7 @@ static void *python_thread(void *arg)
 		pthread_mutex_lock(&w->mu);
 		while (w->q_head == NULL)
 			pthread_cond_wait(&w->cv, &w->mu);
-		struct conn *c = w->q_head;
-		w->q_head = c->next;
-		if (w->q_head == NULL)
-			w->q_tail = NULL;
-		c->next = NULL;
+		struct conn *c = dequeue(w);
 		pthread_mutex_unlock(&w->mu);
 
 		bool closing = w->stopping;
@@ -368,6 +377,27 @@ static void *python_thread(void *arg)
 		after_request(w, c, keep);
 	}
 	return NULL;
+}
+
+/* With a single Python thread there is nothing to hand requests to: the
+ * loop thread serves its queue between two epoll_wait() calls, and the
+ * context switch per request disappears. Heads and bodies are still read
+ * by the loop, so a slow client never holds the app. */
+static void serve_inline(struct worker *w, PyThreadState **ts)
+{
+	struct conn *c;
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		c = dequeue(w);
+		pthread_mutex_unlock(&w->mu);
+		if (c == NULL)
+			return;
+		bool closing = w->stopping;
+		PyEval_RestoreThread(*ts);
+		bool keep = wsgi_serve(c, closing);
+		*ts = PyEval_SaveThread();
+		after_request(w, c, keep);
+	}
 }
 
 /* --- the loop ------------------------------------------------------------- */
@@ -484,8 +514,9 @@ void worker_main(const struct server *srv, int id)
 	pthread_cond_init(&w->cv, NULL);
 	loop_setup(w);
 
-	PyEval_SaveThread();
-	for (int i = 0; i < srv->cfg.threads; i++) {
+	PyThreadState *ts = PyEval_SaveThread();
+	w->inline_mode = srv->cfg.threads == 1;
+	for (int i = 0; !w->inline_mode && i < srv->cfg.threads; i++) {
 		pthread_t t;
 		int rc = pthread_create(&t, NULL, python_thread, w);
 		if (rc != 0) {
@@ -503,6 +534,8 @@ void worker_main(const struct server *srv, int id)
 		}
 		for (int i = 0; i < n; i++)
 			handle_event(w, &evs[i]);
+		if (w->inline_mode)
+			serve_inline(w, &ts);
 		if (sig_graceful)
 			begin_stop(w);
 		sweep(w, mono_ms());

@@ -48,7 +48,8 @@ struct conn {
 	/* Event-loop state. */
 	struct conn *prev, *next;
 	int64_t deadline_ms;
-	int state; /* the worker's view: reading head, body, running, lingering */
+	int state;       /* the worker's view: reading head, body, running, lingering */
+	bool registered; /* added to the worker's epoll set */
 	int list;  /* which timer list holds it, or 0 */
 	struct http_chunked scan; /* completion scan of a chunked body in the loop */
 	size_t scan_off;
