@@ -53,8 +53,13 @@ int conn_reserve(struct conn *c, size_t need)
 		errno = ENOMEM;
 		return -1;
 	}
+	bool moved = b != c->buf;
 	c->buf = b;
 	c->cap = cap;
+	/* The parsed head is slices of the buffer: parse it again where it now
+	 * lives (same bytes, same answer). */
+	if (moved && c->head_len > 0)
+		http_parse_request(c->buf, c->len, &c->req, c->headers, CONN_MAX_HEADERS);
 	return 0;
 }
 

@@ -67,6 +67,7 @@
 	X("p", PROCESSES)                                                                          \
 	X("home", VIRTUALENV)                                                                      \
 	X("venv", VIRTUALENV)                                                                      \
+	X("H", VIRTUALENV)                                                                         \
 	X("pyhome", VIRTUALENV)                                                                    \
 	X("pp", PYTHONPATH)                                                                        \
 	X("python-path", PYTHONPATH)                                                               \
