@@ -94,8 +94,8 @@ static bool skip_buffered_body(struct conn *c)
 	for (;;) {
 		size_t used;
 		struct http_slice data;
-		int rc = http_chunked_step(&c->dec, c->buf + c->body_off, c->len - c->body_off, &used,
-					   &data);
+		int rc = http_chunked_step(&c->dec, c->buf + c->body_off, c->len - c->body_off,
+		                           &used, &data);
 		c->body_off += used;
 		if (rc == HTTP_CHUNK_DONE)
 			return true;
@@ -265,7 +265,7 @@ static ssize_t read_chunked(struct conn *c, char *dst, size_t n)
 		int rc = HTTP_CHUNK_NEED_MORE;
 		if (c->body_off < c->len) {
 			rc = http_chunked_step(&c->dec, c->buf + c->body_off, c->len - c->body_off,
-					       &used, &data);
+			                       &used, &data);
 			c->body_off += used;
 		}
 		if (rc == HTTP_CHUNK_DONE) {
@@ -336,9 +336,9 @@ void conn_send_error(struct conn *c, int status)
 	char msg[256];
 	const char *text = status_text(status);
 	int n = snprintf(msg, sizeof(msg),
-			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-			 "Connection: close\r\n\r\n%d %s\n",
-			 status, text, strlen(text) + 5, status, text);
+	                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+	                 "Connection: close\r\n\r\n%d %s\n",
+	                 status, text, strlen(text) + 5, status, text);
 	struct iovec iov = {.iov_base = msg, .iov_len = (size_t)n};
 	conn_try_writev(c, &iov, 1);
 }

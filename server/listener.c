@@ -25,7 +25,7 @@ static int copy(char *dst, size_t size, const char *src, size_t len)
 }
 
 int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, char *port,
-		   size_t portlen)
+                   size_t portlen)
 {
 	const char *colon;
 
@@ -129,7 +129,7 @@ int listener_open(struct listener *l, const char *addr, int backlog, const char 
 	snprintf(l->name, sizeof(l->name), "%s", addr);
 	if (listener_split(addr, &l->is_unix, host, sizeof(host), port, sizeof(port)) == -1) {
 		log_info("invalid socket address '%s' (want host:port, [v6]:port, :port or a path)",
-			 addr);
+		         addr);
 		return -1;
 	}
 	int rc = l->is_unix ? open_unix(l, addr, backlog, mode) : open_tcp(l, host, port, backlog);

@@ -29,7 +29,7 @@
 #include "mulefarm/python.h"
 #include "mulefarm/wsgi.h"
 
-#define RESPAWN_DELAY_MS 1000 /* for a child that died within its first second */
+#define RESPAWN_DELAY_MS  1000 /* for a child that died within its first second */
 #define KILL_AFTER_INT_MS 3000
 
 static int sig_pipe[2] = {-1, -1};
@@ -121,18 +121,18 @@ static void reap(struct proc_table *t, bool stopping)
 		if (p == NULL)
 			continue;
 		if (WIFSIGNALED(status))
-			log_info("%s %d (pid %d) killed by signal %d", proc_role_name(p->role), p->id,
-				 (int)pid, WTERMSIG(status));
+			log_info("%s %d (pid %d) killed by signal %d", proc_role_name(p->role),
+			         p->id, (int)pid, WTERMSIG(status));
 		else
 			log_info("%s %d (pid %d) exited with status %d", proc_role_name(p->role),
-				 p->id, (int)pid, WEXITSTATUS(status));
+			         p->id, (int)pid, WEXITSTATUS(status));
 		p->pid = 0;
 		int64_t now = mono_ms();
 		p->respawn_ms = now;
 		if (!stopping && now - p->started_ms < 1000) {
 			p->respawn_ms = now + RESPAWN_DELAY_MS;
-			log_info("%s %d is dying too fast: respawning in %d ms", proc_role_name(p->role),
-				 p->id, RESPAWN_DELAY_MS);
+			log_info("%s %d is dying too fast: respawning in %d ms",
+			         proc_role_name(p->role), p->id, RESPAWN_DELAY_MS);
 		}
 	}
 }
@@ -167,7 +167,8 @@ static int supervise(struct server *srv, struct proc_table *t)
 		}
 		if (got_term && !stopping) {
 			got_term = 0;
-			log_info("SIGTERM: stopping gracefully (mercy %d s)", srv->cfg.worker_reload_mercy);
+			log_info("SIGTERM: stopping gracefully (mercy %d s)",
+			         srv->cfg.worker_reload_mercy);
 			signal_all(t, SIGTERM);
 			stopping = true;
 			deadline = mono_ms() + (int64_t)srv->cfg.worker_reload_mercy * 1000;

@@ -27,14 +27,21 @@ static PyObject *py_masterpid(PyObject *self, PyObject *unused)
 }
 
 static PyMethodDef methods[] = {
-	{"worker_id", py_worker_id, METH_NOARGS, "id of this worker (1..N), 0 outside workers"},
-	{"masterpid", py_masterpid, METH_NOARGS, "pid of the master process"},
-	{NULL, NULL, 0, NULL},
+        {"worker_id", py_worker_id, METH_NOARGS, "id of this worker (1..N), 0 outside workers"},
+        {"masterpid", py_masterpid, METH_NOARGS, "pid of the master process"},
+        {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moduledef = {
-	PyModuleDef_HEAD_INIT, "uwsgi", "mulefarm's implementation of uWSGI's uwsgi module.",
-	-1, methods, NULL, NULL, NULL, NULL,
+        PyModuleDef_HEAD_INIT,
+        "uwsgi",
+        "mulefarm's implementation of uWSGI's uwsgi module.",
+        -1,
+        methods,
+        NULL,
+        NULL,
+        NULL,
+        NULL,
 };
 
 PyObject *pymodule_init(void)

@@ -23,7 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-
 #include "mulefarm/conn.h"
 #include "mulefarm/log.h"
 #include "mulefarm/worker.h"
@@ -211,7 +210,7 @@ static int body_ready(struct conn *c)
 		size_t used;
 		struct http_slice data;
 		int rc = http_chunked_step(&c->scan, c->buf + c->scan_off, c->len - c->scan_off,
-					   &used, &data);
+		                           &used, &data);
 		c->scan_off += used;
 		if (rc == HTTP_CHUNK_DONE)
 			return 1;

@@ -27,13 +27,13 @@ struct request {
 	PyObject *headers;            /* list of (str, str) */
 	bool head_sent;
 	bool is_head;
-	bool no_body;   /* HEAD, 1xx, 204, 304 */
-	bool chunked;   /* we frame with chunked encoding */
-	bool keep;      /* the connection may carry another request */
-	bool failed;    /* the client went away or the response broke */
+	bool no_body; /* HEAD, 1xx, 204, 304 */
+	bool chunked; /* we frame with chunked encoding */
+	bool keep;    /* the connection may carry another request */
+	bool failed;  /* the client went away or the response broke */
 	int code;
-	int64_t clen;   /* Content-Length the app declared, or -1 */
-	uint64_t sent;  /* body bytes handed to the client */
+	int64_t clen;  /* Content-Length the app declared, or -1 */
+	uint64_t sent; /* body bytes handed to the client */
 };
 
 struct file_wrapper {
@@ -155,9 +155,10 @@ static int server_name(PyObject *env, struct conn *c)
 		if (set_new(env, k_SERVER_NAME, latin1(p, hl)) == -1)
 			return -1;
 		if (colon)
-			return set_new(env, k_SERVER_PORT, latin1(colon + 1, (size_t)(end - colon - 1)));
+			return set_new(env, k_SERVER_PORT,
+			               latin1(colon + 1, (size_t)(end - colon - 1)));
 		return set_new(env, k_SERVER_PORT,
-			       PyUnicode_FromString(l->server_port[0] ? "80" : ""));
+		               PyUnicode_FromString(l->server_port[0] ? "80" : ""));
 	}
 	if (set_new(env, k_SERVER_NAME, PyUnicode_FromString(l->server_name)) == -1)
 		return -1;
@@ -222,7 +223,7 @@ static const char *str_latin1(PyObject *s, Py_ssize_t *n, PyObject **holder)
 	*holder = NULL;
 	if (!PyUnicode_Check(s)) {
 		PyErr_Format(PyExc_TypeError, "response status and headers must be str, not %.50s",
-			     Py_TYPE(s)->tp_name);
+		             Py_TYPE(s)->tp_name);
 		return NULL;
 	}
 	if (PyUnicode_IS_COMPACT_ASCII(s)) {
@@ -254,7 +255,7 @@ static int check_status(struct request *r, PyObject *status)
 	if (p == NULL)
 		return -1;
 	bool ok = n >= 3 && p[0] >= '1' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' &&
-		  p[2] >= '0' && p[2] <= '9' && (n == 3 || p[3] == ' ') && !has_ctl(p, n);
+	          p[2] >= '0' && p[2] <= '9' && (n == 3 || p[3] == ' ') && !has_ctl(p, n);
 	if (ok)
 		r->code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
 	Py_XDECREF(hold);
@@ -264,8 +265,8 @@ static int check_status(struct request *r, PyObject *status)
 }
 
 static const char *const hop_by_hop[] = {
-	"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-	"upgrade",    "te",         "trailer",          NULL,
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding",
+        "upgrade",    "te",         "trailer",          NULL,
 };
 
 /* One (name, value) pair: a token name that is not hop-by-hop, and a
@@ -275,7 +276,8 @@ static int check_header(struct request *r, PyObject *item)
 	PyObject *hn = NULL, *hv = NULL;
 	Py_ssize_t nl, vl;
 	if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-		PyErr_Format(PyExc_TypeError, "response header %R is not a (name, value) tuple", item);
+		PyErr_Format(PyExc_TypeError, "response header %R is not a (name, value) tuple",
+		             item);
 		return -1;
 	}
 	const char *name = str_latin1(PyTuple_GET_ITEM(item, 0), &nl, &hn);
@@ -287,22 +289,26 @@ static int check_header(struct request *r, PyObject *item)
 		if (!is_tchar((unsigned char)name[i]))
 			nl = -1;
 	if (nl <= 0 || has_ctl(value, vl)) {
-		PyErr_Format(PyExc_ValueError, "response header %R has an invalid name or a "
-					       "control character (CR/LF) in its value", item);
+		PyErr_Format(PyExc_ValueError,
+		             "response header %R has an invalid name or a "
+		             "control character (CR/LF) in its value",
+		             item);
 		goto out;
 	}
 	for (const char *const *h = hop_by_hop; *h; h++)
 		if (ascii_eq_nocase(name, nl, *h)) {
-			PyErr_Format(PyExc_ValueError, "hop-by-hop response header %R is not "
-						       "allowed in WSGI (PEP 3333)", item);
+			PyErr_Format(PyExc_ValueError,
+			             "hop-by-hop response header %R is not "
+			             "allowed in WSGI (PEP 3333)",
+			             item);
 			goto out;
 		}
 	if (ascii_eq_nocase(name, nl, "content-length")) {
 		int64_t v = 0;
 		for (Py_ssize_t i = 0; i < vl && v >= 0; i++)
 			v = value[i] >= '0' && value[i] <= '9' && v < INT64_MAX / 10 - 10
-				    ? v * 10 + (value[i] - '0')
-				    : -1;
+			            ? v * 10 + (value[i] - '0')
+			            : -1;
 		if (vl == 0 || v < 0) {
 			PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", item);
 			goto out;
@@ -330,11 +336,13 @@ static PyObject *start_response(PyObject *self, PyObject *args)
 			PyObject *t, *v, *tb;
 			if (!PyArg_ParseTuple(exc_info, "OOO", &t, &v, &tb))
 				return NULL;
-			PyErr_Restore(Py_NewRef(t), Py_NewRef(v), tb == Py_None ? NULL : Py_NewRef(tb));
+			PyErr_Restore(Py_NewRef(t), Py_NewRef(v),
+			              tb == Py_None ? NULL : Py_NewRef(tb));
 			return NULL;
 		}
 	} else if (r->status != NULL) {
-		PyErr_SetString(PyExc_RuntimeError, "start_response() called again without exc_info");
+		PyErr_SetString(PyExc_RuntimeError,
+		                "start_response() called again without exc_info");
 		return NULL;
 	}
 	PyObject *list = PySequence_List(headers);
@@ -356,7 +364,7 @@ fail:
 }
 
 static PyMethodDef start_response_def = {"start_response", start_response, METH_VARARGS,
-					 "start_response(status, headers, exc_info=None)"};
+                                         "start_response(status, headers, exc_info=None)"};
 
 /* --- output ----------------------------------------------------------------- */
 
@@ -421,7 +429,8 @@ static int build_head(struct request *r, struct obuf *b, int64_t total)
 	Py_ssize_t n, vn;
 	bool has_date = false;
 	const char *p = str_latin1(r->status, &n, &hold);
-	if (p == NULL || ob_add(b, "HTTP/1.1 ", 9) || ob_add(b, p, (size_t)n) || ob_add(b, "\r\n", 2))
+	if (p == NULL || ob_add(b, "HTTP/1.1 ", 9) || ob_add(b, p, (size_t)n) ||
+	    ob_add(b, "\r\n", 2))
 		goto fail;
 	Py_CLEAR(hold);
 	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
@@ -429,7 +438,7 @@ static int build_head(struct request *r, struct obuf *b, int64_t total)
 		p = str_latin1(PyTuple_GET_ITEM(item, 0), &n, &hold);
 		const char *v = p ? str_latin1(PyTuple_GET_ITEM(item, 1), &vn, &vh) : NULL;
 		int rc = v == NULL || ob_add(b, p, (size_t)n) || ob_add(b, ": ", 2) ||
-			 ob_add(b, v, (size_t)vn) || ob_add(b, "\r\n", 2);
+		         ob_add(b, v, (size_t)vn) || ob_add(b, "\r\n", 2);
 		has_date = has_date || (v && ascii_eq_nocase(p, n, "date"));
 		Py_CLEAR(hold);
 		Py_XDECREF(vh);
@@ -452,9 +461,10 @@ static int build_head(struct request *r, struct obuf *b, int64_t total)
 	if (!r->keep)
 		len += snprintf(line + len, sizeof(line) - (size_t)len, "Connection: close\r\n");
 	else if (r->c->req.minor_version == 0)
-		len += snprintf(line + len, sizeof(line) - (size_t)len, "Connection: keep-alive\r\n");
-	if (ob_add(b, line, (size_t)len) || (!has_date && ob_add(b, http_date(), strlen(http_date()))) ||
-	    ob_add(b, "\r\n", 2))
+		len += snprintf(line + len, sizeof(line) - (size_t)len,
+		                "Connection: keep-alive\r\n");
+	if (ob_add(b, line, (size_t)len) ||
+	    (!has_date && ob_add(b, http_date(), strlen(http_date()))) || ob_add(b, "\r\n", 2))
 		goto fail;
 	return 0;
 fail:
@@ -530,12 +540,14 @@ static PyObject *request_write(PyObject *self, PyObject *data)
 {
 	struct request *r = (struct request *)self;
 	if (r->c == NULL || r->status == NULL) {
-		PyErr_SetString(PyExc_RuntimeError, r->c ? "write() called before start_response()"
-							 : "write() called after the response ended");
+		PyErr_SetString(PyExc_RuntimeError,
+		                r->c ? "write() called before start_response()"
+		                     : "write() called after the response ended");
 		return NULL;
 	}
 	if (!PyBytes_Check(data)) {
-		PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.50s", Py_TYPE(data)->tp_name);
+		PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.50s",
+		             Py_TYPE(data)->tp_name);
 		return NULL;
 	}
 	if (emit(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), -1) == -1) {
@@ -611,8 +623,9 @@ static int iterate(struct request *r, PyObject *result)
 	while ((item = PyIter_Next(it)) != NULL) {
 		int rc = 0;
 		if (!PyBytes_Check(item)) {
-			PyErr_Format(PyExc_TypeError, "the response iterable yielded %.50s, not bytes",
-				     Py_TYPE(item)->tp_name);
+			PyErr_Format(PyExc_TypeError,
+			             "the response iterable yielded %.50s, not bytes",
+			             Py_TYPE(item)->tp_name);
 			rc = -1;
 		} else if (PyBytes_GET_SIZE(item) > 0 || r->head_sent) {
 			rc = emit(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), -1);
@@ -642,7 +655,8 @@ static int respond(struct request *r, PyObject *result)
 	if (rc == -1 || r->failed)
 		return rc == -1 ? -1 : 0;
 	if (r->status == NULL) {
-		PyErr_SetString(PyExc_RuntimeError, "the app returned without calling start_response()");
+		PyErr_SetString(PyExc_RuntimeError,
+		                "the app returned without calling start_response()");
 		return -1;
 	}
 	if (!r->head_sent)
@@ -682,7 +696,7 @@ static void app_error(struct request *r, PyObject *input)
 		PyErr_Clear();
 	} else {
 		log_info("exception in the app serving %.*s %.*s:", (int)c->req.method.len,
-			 c->req.method.p, (int)c->req.target.len, c->req.target.p);
+		         c->req.method.p, (int)c->req.target.len, c->req.target.p);
 		python_print_exception();
 	}
 	r->keep = false;
@@ -704,12 +718,13 @@ static void access_log(struct request *r, int64_t start_us)
 	size_t n = log_prefix(line, sizeof(line));
 	int uri = c->req.target.len > 1024 ? 1024 : (int)c->req.target.len;
 	int m = snprintf(line + n, sizeof(line) - n,
-			 "%s %.*s %.*s => generated %llu bytes in %lld msecs (HTTP/1.%d %d)\n",
-			 c->peer_addr[0] ? c->peer_addr : "-", (int)c->req.method.len,
-			 c->req.method.p, uri, c->req.target.p, (unsigned long long)r->sent,
-			 (long long)ms, c->req.minor_version, r->code);
+	                 "%s %.*s %.*s => generated %llu bytes in %lld msecs (HTTP/1.%d %d)\n",
+	                 c->peer_addr[0] ? c->peer_addr : "-", (int)c->req.method.len,
+	                 c->req.method.p, uri, c->req.target.p, (unsigned long long)r->sent,
+	                 (long long)ms, c->req.minor_version, r->code);
 	if (m > 0)
-		log_write(line, n + ((size_t)m < sizeof(line) - n ? (size_t)m : sizeof(line) - n - 1));
+		log_write(line,
+		          n + ((size_t)m < sizeof(line) - n ? (size_t)m : sizeof(line) - n - 1));
 }
 
 /* --- serving one request ----------------------------------------------------- */
@@ -771,10 +786,10 @@ static void request_dealloc(PyObject *self)
 }
 
 static PyTypeObject request_type = {
-	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "uwsgi._Request",
-	.tp_basicsize = sizeof(struct request),
-	.tp_dealloc = request_dealloc,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "uwsgi._Request",
+        .tp_basicsize = sizeof(struct request),
+        .tp_dealloc = request_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
 /* --- wsgi.file_wrapper -------------------------------------------------------- */
@@ -823,27 +838,27 @@ static void fw_dealloc(PyObject *self)
 }
 
 static PyMethodDef fw_methods[] = {
-	{"close", fw_close, METH_NOARGS, "close the wrapped file"},
-	{NULL, NULL, 0, NULL},
+        {"close", fw_close, METH_NOARGS, "close the wrapped file"},
+        {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef fw_members[] = {
-	{"filelike", T_OBJECT, offsetof(struct file_wrapper, filelike), READONLY, NULL},
-	{"blksize", T_PYSSIZET, offsetof(struct file_wrapper, blksize), READONLY, NULL},
-	{NULL, 0, 0, 0, NULL},
+        {"filelike", T_OBJECT, offsetof(struct file_wrapper, filelike), READONLY, NULL},
+        {"blksize", T_PYSSIZET, offsetof(struct file_wrapper, blksize), READONLY, NULL},
+        {NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject file_wrapper_type = {
-	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "uwsgi.FileWrapper",
-	.tp_basicsize = sizeof(struct file_wrapper),
-	.tp_dealloc = fw_dealloc,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "wsgi.file_wrapper: sent with sendfile() when the file has a fileno()",
-	.tp_iter = PyObject_SelfIter,
-	.tp_iternext = fw_next,
-	.tp_methods = fw_methods,
-	.tp_members = fw_members,
-	.tp_new = fw_new,
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "uwsgi.FileWrapper",
+        .tp_basicsize = sizeof(struct file_wrapper),
+        .tp_dealloc = fw_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "wsgi.file_wrapper: sent with sendfile() when the file has a fileno()",
+        .tp_iter = PyObject_SelfIter,
+        .tp_iternext = fw_next,
+        .tp_methods = fw_methods,
+        .tp_members = fw_members,
+        .tp_new = fw_new,
 };
 
 /* --- set-up -------------------------------------------------------------------- */

@@ -39,7 +39,8 @@ static ssize_t input_raw(struct input *in, char *dst, size_t n)
 	switch (errno) {
 	case ETIMEDOUT:
 		in->error_status = 408;
-		PyErr_SetString(PyExc_OSError, "timed out reading the request body (--socket-timeout)");
+		PyErr_SetString(PyExc_OSError,
+		                "timed out reading the request body (--socket-timeout)");
 		break;
 	case EPROTO:
 		in->error_status = 400;
@@ -167,7 +168,8 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
 	PyObject *lines = PyList_New(0);
 	while (lines != NULL && (hint <= 0 || total < hint)) {
 		PyObject *line = readline_upto((struct input *)self, -1);
-		if (line == NULL || PyBytes_GET_SIZE(line) == 0 || PyList_Append(lines, line) == -1) {
+		if (line == NULL || PyBytes_GET_SIZE(line) == 0 ||
+		    PyList_Append(lines, line) == -1) {
 			if (line == NULL || PyErr_Occurred())
 				Py_CLEAR(lines);
 			Py_XDECREF(line);
@@ -197,23 +199,23 @@ static void input_dealloc(PyObject *self)
 }
 
 static PyMethodDef input_methods[] = {
-	{"read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL, "read([size])"},
-	{"readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL,
-	 "readline([size])"},
-	{"readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL,
-	 "readlines([hint])"},
-	{NULL, NULL, 0, NULL},
+        {"read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL, "read([size])"},
+        {"readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL,
+         "readline([size])"},
+        {"readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL,
+         "readlines([hint])"},
+        {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject input_type = {
-	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "uwsgi._Input",
-	.tp_basicsize = sizeof(struct input),
-	.tp_dealloc = input_dealloc,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "wsgi.input: the request body, streamed",
-	.tp_iter = PyObject_SelfIter,
-	.tp_iternext = input_next,
-	.tp_methods = input_methods,
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "uwsgi._Input",
+        .tp_basicsize = sizeof(struct input),
+        .tp_dealloc = input_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "wsgi.input: the request body, streamed",
+        .tp_iter = PyObject_SelfIter,
+        .tp_iternext = input_next,
+        .tp_methods = input_methods,
 };
 
 int wsgi_input_setup(void)

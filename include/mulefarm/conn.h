@@ -17,7 +17,7 @@
 #include "mulefarm/http.h"
 #include "mulefarm/server.h"
 
-#define CONN_MAX_HEADERS 100
+#define CONN_MAX_HEADERS   100
 #define CONN_BODY_PREFETCH 65536 /* body bytes the loop gathers before dispatch */
 
 struct conn {
@@ -34,13 +34,13 @@ struct conn {
 	struct http_request req;
 	struct http_header headers[CONN_MAX_HEADERS];
 	size_t head_len;
-	size_t body_off;    /* first unconsumed body byte in buf */
-	int64_t body_left;  /* Content-Length bytes not yet consumed */
+	size_t body_off;   /* first unconsumed body byte in buf */
+	int64_t body_left; /* Content-Length bytes not yet consumed */
 	struct http_chunked dec;
-	bool body_done;     /* the whole body has been consumed */
-	bool continue_sent; /* 100 Continue sent, or not needed */
-	bool timed_out;     /* the client stalled while sending the body */
-	bool too_large;     /* the body passed --limit-post */
+	bool body_done;            /* the whole body has been consumed */
+	bool continue_sent;        /* 100 Continue sent, or not needed */
+	bool timed_out;            /* the client stalled while sending the body */
+	bool too_large;            /* the body passed --limit-post */
 	size_t pend_off, pend_len; /* decoded chunk bytes not yet handed out */
 	uint64_t decoded;          /* chunked body bytes decoded so far */
 	uint64_t requests;         /* served on this connection */
@@ -48,9 +48,9 @@ struct conn {
 	/* Event-loop state. */
 	struct conn *prev, *next;
 	int64_t deadline_ms;
-	int state;       /* the worker's view: reading head, body, running, lingering */
-	bool registered; /* added to the worker's epoll set */
-	int list;  /* which timer list holds it, or 0 */
+	int state;                /* the worker's view: reading head, body, running, lingering */
+	bool registered;          /* added to the worker's epoll set */
+	int list;                 /* which timer list holds it, or 0 */
 	struct http_chunked scan; /* completion scan of a chunked body in the loop */
 	size_t scan_off;
 };

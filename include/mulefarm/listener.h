@@ -12,7 +12,7 @@
 struct listener {
 	int fd;
 	bool is_unix;
-	char name[256];       /* the address as given */
+	char name[256];        /* the address as given */
 	char server_name[256]; /* default SERVER_NAME (host part, or "localhost") */
 	char server_port[8];   /* default SERVER_PORT ("" for unix sockets) */
 };
@@ -24,7 +24,7 @@ struct listener {
  * and <port>. Returns 0, or -1 when malformed. Pure.
  */
 int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, char *port,
-		   size_t portlen);
+                   size_t portlen);
 
 /* Binds and listens on <addr> with <backlog>. Unix sockets replace a stale
  * socket file and get <mode> (octal string) when it is not NULL. Returns 0,

@@ -26,7 +26,7 @@
 	  "like --http-socket: served by the workers directly, no router process")                 \
 	X(CHMOD_SOCKET, "chmod-socket", OPT_OPT, false, "666",                                     \
 	  "mode of unix sockets (octal; bare means 666)")                                          \
-	X(LISTEN, "listen", OPT_INT, false, "100", "listen backlog of every socket")              \
+	X(LISTEN, "listen", OPT_INT, false, "100", "listen backlog of every socket")               \
 	X(WSGI_FILE, "wsgi-file", OPT_STR, false, NULL, "load the WSGI app from this file")        \
 	X(MODULE, "module", OPT_STR, false, NULL,                                                  \
 	  "load the WSGI app from pkg.mod[:callable]; a trailing () calls a factory")              \
@@ -47,7 +47,7 @@
 	X(LIMIT_POST, "limit-post", OPT_INT, false, "0",                                           \
 	  "largest request body in bytes (0: no limit); larger gets 413")                          \
 	X(SOCKET_TIMEOUT, "socket-timeout", OPT_INT, false, "4",                                   \
-	  "seconds a client may stall while sending a request or reading a response")             \
+	  "seconds a client may stall while sending a request or reading a response")              \
 	X(KEEPALIVE_TIMEOUT, "keepalive-timeout", OPT_INT, false, "15",                            \
 	  "seconds an idle keep-alive connection is kept open (mulefarm)")                         \
 	X(DISABLE_LOGGING, "disable-logging", OPT_FLAG, false, NULL, "no access log")              \
@@ -56,7 +56,7 @@
 	X(PY_CALL_OSAFTERFORK, "py-call-osafterfork", OPT_FLAG, false, NULL,                       \
 	  "accepted: fork hooks always run")                                                       \
 	X(WORKER_RELOAD_MERCY, "worker-reload-mercy", OPT_INT, false, "60",                        \
-	  "seconds a worker may take to finish in-flight requests when stopping")                 \
+	  "seconds a worker may take to finish in-flight requests when stopping")                  \
 	X(HELP, "help", OPT_FLAG, false, NULL, "show this help")                                   \
 	X(VERSION, "version", OPT_FLAG, false, NULL, "print the version")                          \
 	X(OPTIONS_MD, "options-md", OPT_FLAG, false, NULL, "print docs/options.md")
@@ -87,7 +87,7 @@ enum opt_id {
 #define X(id, name, kind, repeat, def, help) OPT_##id,
 	MF_OPTIONS(X)
 #undef X
-		OPT__COUNT
+	        OPT__COUNT
 };
 
 struct opt_info {

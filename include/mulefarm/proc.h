@@ -15,10 +15,10 @@ enum proc_role { ROLE_WORKER };
 
 struct proc {
 	enum proc_role role;
-	int id;              /* 1..N within the role */
-	pid_t pid;           /* 0 when not running */
-	int64_t started_ms;  /* monotonic */
-	int64_t respawn_ms;  /* when a dead child may be spawned again */
+	int id;             /* 1..N within the role */
+	pid_t pid;          /* 0 when not running */
+	int64_t started_ms; /* monotonic */
+	int64_t respawn_ms; /* when a dead child may be spawned again */
 };
 
 struct proc_table {

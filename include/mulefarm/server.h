@@ -17,9 +17,9 @@
 struct config {
 	int processes;
 	int threads;
-	size_t buffer_size;   /* request head limit */
-	int64_t limit_post;   /* 0: none */
-	int socket_timeout;   /* seconds */
+	size_t buffer_size;    /* request head limit */
+	int64_t limit_post;    /* 0: none */
+	int socket_timeout;    /* seconds */
 	int keepalive_timeout; /* seconds */
 	int worker_reload_mercy;
 	bool access_log;

@@ -46,8 +46,8 @@ int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen
 				return -1;
 			}
 			value = argv[++i];
-		} else if (opt_table[id].kind == OPT_OPT && is_value(argv[i + 1 < argc ? i + 1 : i]) &&
-			   i + 1 < argc) {
+		} else if (opt_table[id].kind == OPT_OPT &&
+		           is_value(argv[i + 1 < argc ? i + 1 : i]) && i + 1 < argc) {
 			value = argv[++i];
 		}
 		if (opt_add(o, key, value, err, errlen) == -1)
@@ -76,27 +76,32 @@ void cli_print_help(FILE *f)
 	fprintf(f, "Usage: mulefarm [OPTIONS]\n\nOptions (uWSGI-compatible names):\n");
 	for (int i = 0; i < OPT__COUNT; i++) {
 		char left[64];
-		snprintf(left, sizeof(left), "--%s%s", opt_table[i].name, kind_arg(opt_table[i].kind));
+		snprintf(left, sizeof(left), "--%s%s", opt_table[i].name,
+		         kind_arg(opt_table[i].kind));
 		fprintf(f, "  %-28s %s%s\n", left, opt_table[i].help,
-			opt_table[i].repeat ? " (repeatable)" : "");
+		        opt_table[i].repeat ? " (repeatable)" : "");
 	}
 }
 
 void cli_print_markdown(FILE *f)
 {
 	fprintf(f, "# mulefarm options\n\n"
-		   "Generated from the options table (`include/mulefarm/options.h`) by\n"
-		   "`mulefarm --options-md`; do not edit by hand.\n\n"
-		   "| option | value | default | repeatable | meaning |\n"
-		   "| --- | --- | --- | --- | --- |\n");
+	           "Generated from the options table (`include/mulefarm/options.h`) by\n"
+	           "`mulefarm --options-md`; do not edit by hand.\n\n"
+	           "| option | value | default | repeatable | meaning |\n"
+	           "| --- | --- | --- | --- | --- |\n");
 	for (int i = 0; i < OPT__COUNT; i++) {
 		const struct opt_info *o = &opt_table[i];
 		fprintf(f, "| `--%s` | %s | %s | %s | %s |\n", o->name,
-			o->kind == OPT_FLAG ? "flag" : o->kind == OPT_INT ? "integer" : o->kind == OPT_OPT ? "optional" : "string",
-			o->def ? o->def : "", o->repeat ? "yes" : "", o->help);
+		        o->kind == OPT_FLAG  ? "flag"
+		        : o->kind == OPT_INT ? "integer"
+		        : o->kind == OPT_OPT ? "optional"
+		                             : "string",
+		        o->def ? o->def : "", o->repeat ? "yes" : "", o->help);
 	}
 	fprintf(f, "\n## Aliases\n\n| alias | option |\n| --- | --- |\n");
-#define X(alias, id) fprintf(f, "| `%s%s` | `--%s` |\n", alias[1] ? "--" : "-", alias, opt_table[OPT_##id].name);
+#define X(alias, id)                                                                               \
+	fprintf(f, "| `%s%s` | `--%s` |\n", alias[1] ? "--" : "-", alias, opt_table[OPT_##id].name);
 	MF_ALIASES(X)
 #undef X
 }

@@ -10,7 +10,7 @@
 
 const struct opt_info opt_table[OPT__COUNT] = {
 #define X(id, name, kind, repeat, def, help) [OPT_##id] = {name, kind, repeat, def, help},
-	MF_OPTIONS(X)
+        MF_OPTIONS(X)
 #undef X
 };
 
@@ -19,7 +19,7 @@ static const struct {
 	enum opt_id id;
 } aliases[] = {
 #define X(alias, id) {alias, OPT_##id},
-	MF_ALIASES(X)
+        MF_ALIASES(X)
 #undef X
 };
 
@@ -72,12 +72,14 @@ static int validate(enum opt_id id, const char *key, const char *value, char *er
 		return 0;
 	}
 	if (info->kind == OPT_INT && (parse_long(value, &n) == -1 || n < 0)) {
-		snprintf(err, errlen, "option --%s: '%s' is not a non-negative integer", key, value);
+		snprintf(err, errlen, "option --%s: '%s' is not a non-negative integer", key,
+		         value);
 		return -1;
 	}
 	if (info->kind == OPT_FLAG && parse_bool(value) == -1) {
-		snprintf(err, errlen, "option --%s: '%s' is not a boolean (true/false/1/0/yes/no/on/off)",
-			 key, value);
+		snprintf(err, errlen,
+		         "option --%s: '%s' is not a boolean (true/false/1/0/yes/no/on/off)", key,
+		         value);
 		return -1;
 	}
 	return 0;
