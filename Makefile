@@ -27,7 +27,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all run test unit integration fuzz fuzz-run check format format-check help deps clean bench docs
+.PHONY: all run test unit integration fuzz fuzz-run check format format-check help deps clean bench docs docs-check
 
 all: $(BUILD)/mulefarm ## build build/mulefarm
 
@@ -83,9 +83,17 @@ fuzz-run: $(FUZZ_BIN) ## fuzz every target for FUZZ_SECONDS each
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
 		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n; done
 
+docs: $(BUILD)/mulefarm ## regenerate docs/options.md from the options table
+	$(BUILD)/mulefarm --options-md > docs/options.md
+
+docs-check: $(BUILD)/mulefarm ## fail if docs/options.md is stale
+	@$(BUILD)/mulefarm --options-md | diff -u docs/options.md - \
+		|| { echo "docs/options.md is stale: run 'make docs'"; exit 1; }
+
 test: ## unit, integration and fuzz-corpus tests (installs test packages as root)
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory docs-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
