@@ -210,6 +210,7 @@ struct framing {
 	bool te_last_chunked; /* the last coding listed was "chunked" */
 	bool te_unknown;      /* a coding other than chunked */
 	bool te_malformed;    /* a list element that is not a transfer-coding */
+	unsigned host_fields; /* Host fields seen */
 	bool conn_close;
 	bool conn_keep_alive;
 	bool expect_continue;
@@ -300,6 +301,10 @@ static int parse_content_length(struct http_slice v, struct http_request *req)
 static int note_field(const struct http_header *h, struct http_request *req, struct framing *f)
 {
 	switch (h->name.len) {
+	case 4:
+		if (eq_lower(h->name.p, 4, "host"))
+			f->host_fields++;
+		break;
 	case 6:
 		if (eq_lower(h->name.p, 6, "expect"))
 			for_each_element(h->value, f, expect_element);
@@ -368,6 +373,9 @@ static int parse_field_line(const char **pp, const char *end, struct http_header
 /* Derives the framing of the request once all fields are known. */
 static int judge_framing(struct http_request *req, const struct framing *f)
 {
+	/* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0. */
+	if (f->host_fields > 1 || (req->minor_version == 1 && f->host_fields == 0))
+		return HTTP_ERR_BAD_REQUEST;
 	if (f->te_fields > 0) {
 		if (req->minor_version == 0 || req->content_length != -1)
 			return HTTP_ERR_BAD_REQUEST;

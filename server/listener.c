@@ -81,7 +81,7 @@ static int open_unix(struct listener *l, const char *path, int backlog, const ch
 		log_err(errno, "listen() failed on %s", path);
 		return -1;
 	}
-	snprintf(l->server_name, sizeof(l->server_name), "localhost");
+	snprintf(l->server_name, sizeof(l->server_name), "localhost"); /* unix socket */
 	l->server_port[0] = '\0';
 	return 0;
 }
@@ -114,7 +114,14 @@ static int open_tcp(struct listener *l, const char *host, const char *port, int 
 	}
 	freeaddrinfo(res);
 	snprintf(l->server_name, sizeof(l->server_name), "%s", host[0] ? host : "0.0.0.0");
-	snprintf(l->server_port, sizeof(l->server_port), "%s", port);
+	/* The real port, also when the address asked for port 0. */
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	unsigned bound = (unsigned)atoi(port);
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
+		bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+	snprintf(l->server_port, sizeof(l->server_port), "%u", bound);
 	return 0;
 fail:
 	freeaddrinfo(res);

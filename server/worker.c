@@ -48,6 +48,8 @@ struct worker {
 	struct clist lists[L__COUNT];
 	int64_t timeout_ms[L__COUNT];
 	size_t live;
+	int idle_threads; /* Python threads waiting for work */
+	int queued;       /* connections in the dispatch queue */
 	volatile bool stopping;
 	bool inline_mode; /* --threads 1: the loop thread runs the app itself */
 };
@@ -163,6 +165,7 @@ static void dispatch(struct worker *w, struct conn *c)
 	else
 		w->q_head = c;
 	w->q_tail = c;
+	w->queued++;
 	if (!w->inline_mode)
 		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
@@ -172,6 +175,7 @@ static struct conn *dequeue(struct worker *w)
 {
 	struct conn *c = w->q_head;
 	if (c != NULL) {
+		w->queued--;
 		w->q_head = c->next;
 		if (w->q_head == NULL)
 			w->q_tail = NULL;
@@ -224,7 +228,8 @@ static void start_body(struct worker *w, struct conn *c)
 {
 	const struct config *cfg = w->cfg;
 	if (c->head_len > cfg->buffer_size) {
-		fail(w, c, 431);
+		ssize_t line = http_request_line_end(c->buf, c->len);
+		fail(w, c, line > (ssize_t)cfg->buffer_size ? 414 : 431);
 		return;
 	}
 	if (cfg->limit_post > 0 && c->req.content_length > cfg->limit_post) {
@@ -244,8 +249,9 @@ static void conn_process(struct worker *w, struct conn *c)
 		ssize_t rc = c->len ? conn_parse_head(c) : HTTP_INCOMPLETE;
 		if (rc == HTTP_INCOMPLETE) {
 			if (c->len >= w->cfg->buffer_size) {
-				bool line = http_request_line_end(c->buf, c->len) != -1;
-				fail(w, c, line ? 431 : 414);
+				ssize_t line = http_request_line_end(c->buf, c->len);
+				bool long_line = line == -1 || line > (ssize_t)w->cfg->buffer_size;
+				fail(w, c, long_line ? 414 : 431);
 			} else {
 				conn_wait(w, c, c->len ? L_READING : L_IDLE);
 			}
@@ -312,9 +318,23 @@ static void peer_name(struct conn *c, const struct sockaddr_storage *ss)
 	}
 }
 
+/* How many connections to accept now: only as many as this worker can
+ * start serving at once, so that a busy worker leaves new connections to
+ * its idle siblings (EPOLLEXCLUSIVE wakes one waiting worker). */
+static int accept_budget(struct worker *w)
+{
+	if (w->inline_mode)
+		return 1;
+	pthread_mutex_lock(&w->mu);
+	int free_threads = w->idle_threads - w->queued;
+	pthread_mutex_unlock(&w->mu);
+	return free_threads > 1 ? free_threads : 1;
+}
+
 static void on_accept(struct worker *w, const struct listener *l)
 {
-	for (int i = 0; i < 64 && !w->stopping; i++) {
+	int budget = accept_budget(w);
+	for (int i = 0; i < budget && !w->stopping; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -364,8 +384,10 @@ static void *python_thread(void *arg)
 	PyThreadState *ts = PyEval_SaveThread();
 	for (;;) {
 		pthread_mutex_lock(&w->mu);
+		w->idle_threads++;
 		while (w->q_head == NULL)
 			pthread_cond_wait(&w->cv, &w->mu);
+		w->idle_threads--;
 		struct conn *c = dequeue(w);
 		pthread_mutex_unlock(&w->mu);
 

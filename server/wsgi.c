@@ -139,28 +139,28 @@ static int add_header(PyObject *env, const struct http_header *h)
 	return rc;
 }
 
-/* SERVER_NAME and SERVER_PORT from Host, else from the listener. */
+/* SERVER_NAME: the host part of Host, else the listener's address.
+ * SERVER_PORT: always the port the request arrived on (CGI's meaning),
+ * "" on a unix socket. */
 static int server_name(PyObject *env, struct conn *c)
 {
 	const struct listener *l = c->l;
-	for (size_t i = 0; i < c->req.num_headers; i++) {
+	PyObject *name = NULL;
+	for (size_t i = 0; i < c->req.num_headers && name == NULL; i++) {
 		const struct http_header *h = &c->req.headers[i];
 		if (!http_slice_eq_nocase(h->name, "host") || h->value.len == 0)
 			continue;
-		const char *p = h->value.p, *end = p + h->value.len, *colon = NULL;
+		const char *p = h->value.p, *end = p + h->value.len;
 		const char *close = p[0] == '[' ? memchr(p, ']', h->value.len) : NULL;
 		const char *from = close ? close : p;
-		colon = memchr(from, ':', (size_t)(end - from));
-		size_t hl = colon ? (size_t)(colon - p) : h->value.len;
-		if (set_new(env, k_SERVER_NAME, latin1(p, hl)) == -1)
+		const char *colon = memchr(from, ':', (size_t)(end - from));
+		name = latin1(p, colon ? (size_t)(colon - p) : h->value.len);
+		if (name == NULL)
 			return -1;
-		if (colon)
-			return set_new(env, k_SERVER_PORT,
-			               latin1(colon + 1, (size_t)(end - colon - 1)));
-		return set_new(env, k_SERVER_PORT,
-		               PyUnicode_FromString(l->server_port[0] ? "80" : ""));
 	}
-	if (set_new(env, k_SERVER_NAME, PyUnicode_FromString(l->server_name)) == -1)
+	if (name == NULL)
+		name = PyUnicode_FromString(l->server_name);
+	if (set_new(env, k_SERVER_NAME, name) == -1)
 		return -1;
 	return set_new(env, k_SERVER_PORT, PyUnicode_FromString(l->server_port));
 }

@@ -69,7 +69,8 @@ struct http_request {
  * between field name and colon; a field name that is not a token; a method
  * that is not a token; control characters (other than HTAB) in a field
  * value or the request-target; a bare CR or a bare LF (lines end in CRLF);
- * a malformed request line; an empty request-target.
+ * a malformed request line; an empty request-target; an HTTP/1.1 request
+ * without a Host field, or any request with more than one.
  * Leading empty lines (CRLF) before the request line are skipped (RFC 9112
  * 2.2) and counted in the returned length.
  *
