@@ -106,6 +106,8 @@ static bool skip_buffered_body(struct conn *c)
 
 bool conn_next_request(struct conn *c)
 {
+	if (c->too_large || c->timed_out)
+		return false;
 	if (!c->body_done && !skip_buffered_body(c))
 		return false;
 	size_t rest = c->len - c->body_off;
@@ -259,6 +261,10 @@ static int fill_chunked(struct conn *c)
 
 static ssize_t read_chunked(struct conn *c, char *dst, size_t n)
 {
+	if (c->too_large) {
+		errno = EFBIG; /* sticky: bytes past the limit are never handed out */
+		return -1;
+	}
 	while (c->pend_len == 0) {
 		size_t used;
 		struct http_slice data;
@@ -277,14 +283,14 @@ static ssize_t read_chunked(struct conn *c, char *dst, size_t n)
 			return -1;
 		}
 		if (rc == HTTP_CHUNK_DATA) {
-			c->pend_off = (size_t)(data.p - c->buf);
-			c->pend_len = data.len;
 			c->decoded += data.len;
 			if (c->cfg->limit_post > 0 && c->decoded > (uint64_t)c->cfg->limit_post) {
 				c->too_large = true;
 				errno = EFBIG;
 				return -1;
 			}
+			c->pend_off = (size_t)(data.p - c->buf);
+			c->pend_len = data.len;
 		} else if (fill_chunked(c) == -1) {
 			return -1;
 		}

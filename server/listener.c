@@ -73,6 +73,11 @@ static int open_unix(struct listener *l, const char *path, int backlog, const ch
 		log_err(errno, "bind() failed on %s", path);
 		return -1;
 	}
+	if (mode != NULL && (strlen(mode) < 3 || strlen(mode) > 4 ||
+			     strspn(mode, "01234567") != strlen(mode))) {
+		log_info("invalid --chmod-socket mode '%s' (want octal, e.g. 660)", mode);
+		return -1;
+	}
 	if (mode != NULL && chmod(path, (mode_t)strtol(mode, NULL, 8)) == -1) {
 		log_err(errno, "chmod() failed on %s", path);
 		return -1;
