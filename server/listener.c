@@ -73,8 +73,8 @@ static int open_unix(struct listener *l, const char *path, int backlog, const ch
 		log_err(errno, "bind() failed on %s", path);
 		return -1;
 	}
-	if (mode != NULL && (strlen(mode) < 3 || strlen(mode) > 4 ||
-			     strspn(mode, "01234567") != strlen(mode))) {
+	if (mode != NULL &&
+	    (strlen(mode) < 3 || strlen(mode) > 4 || strspn(mode, "01234567") != strlen(mode))) {
 		log_info("invalid --chmod-socket mode '%s' (want octal, e.g. 660)", mode);
 		return -1;
 	}
@@ -125,7 +125,7 @@ static int open_tcp(struct listener *l, const char *host, const char *port, int 
 	unsigned bound = (unsigned)atoi(port);
 	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
 		bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						       : ((struct sockaddr_in *)&ss)->sin_port);
+		                                       : ((struct sockaddr_in *)&ss)->sin_port);
 	snprintf(l->server_port, sizeof(l->server_port), "%u", bound);
 	return 0;
 fail:
