@@ -77,7 +77,8 @@ struct http_request {
  * When several faults apply, the first in this order decides: the request
  * line (400, or 505 for a well-formed HTTP/x.y other than 1.0 and 1.1);
  * the field lines in order (400, Content-Length included); more than
- * <max_headers> fields (431); then framing: Transfer-Encoding in HTTP/1.0
+ * <max_headers> fields (431); then Host (400: none in 1.1, or more than
+ * one); then framing: Transfer-Encoding in HTTP/1.0
  * or with Content-Length, an empty or malformed coding list, "chunked"
  * twice or not last (400), any other coding (501). Transfer-Encoding
  * fields combine into one list (empty elements ignored).
@@ -89,8 +90,8 @@ struct http_request {
  *
  * "close" in any Connection field wins over "keep-alive". expect_continue
  * is set for an Expect list element "100-continue" in HTTP/1.1 only; other
- * expectations are ignored. Neither the request-target's form nor Host is
- * checked here. On success every field of *<req> is set; on any other
+ * expectations are ignored. The request-target's form is not checked
+ * here. On success every field of *<req> is set; on any other
  * result *<req> is unspecified.
  */
 ssize_t http_parse_request(const char *buf, size_t len, struct http_request *req,
