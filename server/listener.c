@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,9 @@ static int open_tcp(struct listener *l, const char *host, const char *port, int 
 		goto fail;
 	}
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Wake a worker only once the request has arrived: its first read
+	 * then succeeds (nginx's "deferred"). */
+	setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof(one));
 	if (bind(l->fd, res->ai_addr, res->ai_addrlen) == -1) {
 		log_err(errno, "bind() failed on %s", l->name);
 		goto fail;
