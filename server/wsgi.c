@@ -507,6 +507,11 @@ static int emit(struct request *r, const char *p, size_t n, int64_t total)
 	char pre[24];
 	int cnt = 0, rc;
 
+	if (!r->head_sent && r->status == NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"the app sent body bytes without calling start_response()");
+		return -1;
+	}
 	ob_init(&b);
 	if (!r->head_sent) {
 		if (build_head(r, &b, total) == -1) {
