@@ -113,6 +113,8 @@ static int open_tcp(struct listener *l, const char *host, const char *port, int 
 	/* Wake a worker only once the request has arrived: its first read
 	 * then succeeds (nginx's "deferred"). */
 	setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof(one));
+	/* Accepted sockets inherit it: no setsockopt() per connection. */
+	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(l->fd, res->ai_addr, res->ai_addrlen) == -1) {
 		log_err(errno, "bind() failed on %s", l->name);
 		goto fail;

@@ -349,11 +349,8 @@ static void on_accept(struct worker *w, const struct listener *l)
 			conn_free(c);
 			continue;
 		}
-		if (!l->is_unix) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			peer_name(c, &ss);
-		}
+		if (!l->is_unix)
+			peer_name(c, &ss); /* TCP_NODELAY comes from the listener */
 		pthread_mutex_lock(&w->mu);
 		w->live++;
 		pthread_mutex_unlock(&w->mu);
