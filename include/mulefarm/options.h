@@ -24,6 +24,11 @@
 	  "bind ADDR (host:port, [v6]:port, :port or a unix path); workers speak HTTP/1.1")        \
 	X(HTTP, "http", OPT_STR, true, NULL,                                                       \
 	  "like --http-socket: served by the workers directly, no router process")                 \
+	X(SOCKET, "socket", OPT_STR, true, NULL,                                                   \
+	  "bind ADDR and speak the uwsgi protocol (for nginx uwsgi_pass)")                         \
+	X(CHOWN_SOCKET, "chown-socket", OPT_STR, false, NULL,                                      \
+	  "owner of unix sockets: user[:group]")                                                   \
+	X(UMASK, "umask", OPT_STR, false, NULL, "process umask (octal), set before binding")       \
 	X(CHMOD_SOCKET, "chmod-socket", OPT_OPT, false, "666",                                     \
 	  "mode of unix sockets (octal; bare means 666)")                                          \
 	X(LISTEN, "listen", OPT_INT, false, "100", "listen backlog of every socket")               \
@@ -36,6 +41,20 @@
 	X(VIRTUALENV, "virtualenv", OPT_STR, false, NULL,                                          \
 	  "use this virtualenv's site-packages (and set sys.prefix to it)")                        \
 	X(CHDIR, "chdir", OPT_STR, false, NULL, "chdir to DIR before loading the app")             \
+	X(MOUNT, "mount", OPT_STR, true, NULL,                                                     \
+	  "mount an app at a prefix: /prefix=pkg.mod:callable (or =file.py)")                      \
+	X(MANAGE_SCRIPT_NAME, "manage-script-name", OPT_FLAG, false, NULL,                         \
+	  "split SCRIPT_NAME and PATH_INFO on the --mount prefix")                                 \
+	X(STATIC_MAP, "static-map", OPT_STR, true, NULL,                                           \
+	  "serve /prefix=/dir: /prefix/x from /dir/x, in C (missing files go to the app)")         \
+	X(STATIC_MAP2, "static-map2", OPT_STR, true, NULL,                                         \
+	  "like --static-map but the whole path is appended: /prefix/x from /dir/prefix/x")        \
+	X(CHECK_STATIC, "check-static", OPT_STR, true, NULL,                                       \
+	  "serve any path from DIR when the file exists there")                                    \
+	X(STATIC_INDEX, "static-index", OPT_STR, true, NULL,                                       \
+	  "file names tried for a directory (e.g. index.html)")                                    \
+	X(STATIC_SAFE, "static-safe", OPT_STR, true, NULL,                                         \
+	  "a directory static files may resolve into (e.g. through symlinks)")                     \
 	X(PROCESSES, "processes", OPT_INT, false, "1", "number of worker processes")               \
 	X(THREADS, "threads", OPT_INT, false, "1", "Python threads per worker")                    \
 	X(ENABLE_THREADS, "enable-threads", OPT_FLAG, false, NULL,                                 \
@@ -65,6 +84,8 @@
 #define MF_ALIASES(X)                                                                              \
 	X("workers", PROCESSES)                                                                    \
 	X("p", PROCESSES)                                                                          \
+	X("uwsgi-socket", SOCKET)                                                                  \
+	X("s", SOCKET)                                                                             \
 	X("home", VIRTUALENV)                                                                      \
 	X("venv", VIRTUALENV)                                                                      \
 	X("H", VIRTUALENV)                                                                         \
