@@ -41,6 +41,8 @@ void conn_free(struct conn *c)
 	free(c);
 }
 
+static ssize_t parse_uwsgi(struct conn *c);
+
 int conn_reserve(struct conn *c, size_t need)
 {
 	if (need <= c->cap)
@@ -58,14 +60,55 @@ int conn_reserve(struct conn *c, size_t need)
 	c->cap = cap;
 	/* The parsed head is slices of the buffer: parse it again where it now
 	 * lives (same bytes, same answer). */
-	if (moved && c->head_len > 0)
+	if (moved && c->head_len > 0 && c->l->proto == PROTO_UWSGI)
+		parse_uwsgi(c);
+	else if (moved && c->head_len > 0)
 		http_parse_request(c->buf, c->len, &c->req, c->headers, CONN_MAX_HEADERS);
 	return 0;
 }
 
+static struct http_slice empty_if_absent(struct http_slice s)
+{
+	return s.p ? s : (struct http_slice){"", 0};
+}
+
+/* The uwsgi packet's vars become the request: nginx already parsed HTTP,
+ * so only what framing and logging need is taken from them. The body is
+ * CONTENT_LENGTH bytes, whatever HTTP_TRANSFER_ENCODING says, and the
+ * response is close-delimited (one request per connection). */
+static ssize_t parse_uwsgi(struct conn *c)
+{
+	ssize_t r = uwsgi_parse_packet(c->buf, c->len, c->cfg->buffer_size, &c->pkt, c->vars,
+	                               CONN_MAX_VARS);
+	switch (r) {
+	case UWSGI_INCOMPLETE:
+		return HTTP_INCOMPLETE;
+	case UWSGI_ERR_TOO_LARGE:
+		return CONN_ERR_UWSGI_TOO_LARGE;
+	case UWSGI_ERR_TOO_MANY_VARS:
+		return CONN_ERR_UWSGI_TOO_MANY;
+	}
+	if (r < 0)
+		return CONN_ERR_UWSGI_MALFORMED;
+	if (c->pkt.modifier1 != 0)
+		return CONN_ERR_UWSGI_MODIFIER;
+	struct http_request *q = &c->req;
+	memset(q, 0, sizeof(*q));
+	q->method = uwsgi_packet_get(&c->pkt, "REQUEST_METHOD");
+	q->target = empty_if_absent(uwsgi_packet_get(&c->pkt, "REQUEST_URI"));
+	q->path = empty_if_absent(uwsgi_packet_get(&c->pkt, "PATH_INFO"));
+	q->query = empty_if_absent(uwsgi_packet_get(&c->pkt, "QUERY_STRING"));
+	q->content_length = uwsgi_content_length(uwsgi_packet_get(&c->pkt, "CONTENT_LENGTH"));
+	if (q->method.p == NULL || q->method.len == 0 || q->content_length < 0)
+		return CONN_ERR_UWSGI_VARS;
+	return r;
+}
+
 ssize_t conn_parse_head(struct conn *c)
 {
-	ssize_t r = http_parse_request(c->buf, c->len, &c->req, c->headers, CONN_MAX_HEADERS);
+	ssize_t r = c->l->proto == PROTO_UWSGI ? parse_uwsgi(c)
+	                                       : http_parse_request(c->buf, c->len, &c->req,
+	                                                            c->headers, CONN_MAX_HEADERS);
 	if (r <= 0)
 		return r;
 	c->head_len = (size_t)r;

@@ -3,7 +3,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -53,7 +55,43 @@ int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, 
 	return copy(port, portlen, p, strlen(p));
 }
 
-static int open_unix(struct listener *l, const char *path, int backlog, const char *mode)
+/* --chown-socket user[:group], names or numeric ids. */
+static int chown_path(const char *path, const char *owner)
+{
+	char user[128];
+	const char *colon = strchr(owner, ':');
+	size_t ulen = colon ? (size_t)(colon - owner) : strlen(owner);
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	if (ulen >= sizeof(user))
+		goto bad;
+	memcpy(user, owner, ulen);
+	user[ulen] = '\0';
+	if (user[0] != '\0') {
+		struct passwd *pw = getpwnam(user);
+		if (pw == NULL && strspn(user, "0123456789") != ulen)
+			goto bad;
+		uid = pw ? pw->pw_uid : (uid_t)atol(user);
+		gid = pw ? pw->pw_gid : gid;
+	}
+	if (colon != NULL && colon[1] != '\0') {
+		struct group *gr = getgrnam(colon + 1);
+		if (gr == NULL && strspn(colon + 1, "0123456789") != strlen(colon + 1))
+			goto bad;
+		gid = gr ? gr->gr_gid : (gid_t)atol(colon + 1);
+	}
+	if (chown(path, uid, gid) == -1) {
+		log_err(errno, "chown(%s, %s) failed (--chown-socket)", path, owner);
+		return -1;
+	}
+	return 0;
+bad:
+	log_info("--chown-socket %s: unknown user or group", owner);
+	return -1;
+}
+
+static int open_unix(struct listener *l, const char *path, int backlog, const char *mode,
+                     const char *owner)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct stat st;
@@ -83,6 +121,8 @@ static int open_unix(struct listener *l, const char *path, int backlog, const ch
 		log_err(errno, "chmod() failed on %s", path);
 		return -1;
 	}
+	if (owner != NULL && chown_path(path, owner) == -1)
+		return -1;
 	if (listen(l->fd, backlog) == -1) {
 		log_err(errno, "listen() failed on %s", path);
 		return -1;
@@ -139,7 +179,8 @@ fail:
 	return -1;
 }
 
-int listener_open(struct listener *l, const char *addr, int backlog, const char *mode)
+int listener_open(struct listener *l, const char *addr, int backlog, const char *mode,
+                  const char *owner)
 {
 	char host[256], port[8];
 
@@ -150,7 +191,8 @@ int listener_open(struct listener *l, const char *addr, int backlog, const char 
 		         addr);
 		return -1;
 	}
-	int rc = l->is_unix ? open_unix(l, addr, backlog, mode) : open_tcp(l, host, port, backlog);
+	int rc = l->is_unix ? open_unix(l, addr, backlog, mode, owner)
+	                    : open_tcp(l, host, port, backlog);
 	if (rc == -1 && l->fd != -1) {
 		close(l->fd);
 		l->fd = -1;

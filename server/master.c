@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,26 +66,48 @@ static int setup_signals(void)
 	return 0;
 }
 
+static bool is_socket_option(enum opt_id id)
+{
+	return id == OPT_HTTP_SOCKET || id == OPT_HTTP || id == OPT_SOCKET;
+}
+
+static int set_umask(const char *v)
+{
+	if (v == NULL)
+		return 0;
+	if (strlen(v) == 0 || strlen(v) > 4 || strspn(v, "01234567") != strlen(v)) {
+		log_info("invalid --umask '%s' (want octal, e.g. 022)", v);
+		return -1;
+	}
+	umask((mode_t)strtol(v, NULL, 8));
+	return 0;
+}
+
 static int open_listeners(struct server *srv)
 {
 	const struct options *o = srv->cfg.opts;
 	const char *mode = opt_given(o, OPT_CHMOD_SOCKET) ? opt_str(o, OPT_CHMOD_SOCKET) : NULL;
+	const char *owner = opt_str(o, OPT_CHOWN_SOCKET);
 	size_t n = 0;
 	for (size_t i = 0; i < o->n; i++)
-		n += o->entries[i].id == OPT_HTTP_SOCKET || o->entries[i].id == OPT_HTTP;
+		n += is_socket_option(o->entries[i].id);
 	if (n == 0) {
-		log_info("no socket to serve: give --http-socket ADDR or --http ADDR");
+		log_info("no socket to serve: give --http-socket ADDR, --http ADDR or --socket "
+		         "ADDR");
 		return -1;
 	}
+	if (set_umask(opt_str(o, OPT_UMASK)) == -1)
+		return -1;
 	srv->ls.l = calloc(n, sizeof(struct listener));
 	if (srv->ls.l == NULL)
 		return -1;
 	for (size_t i = 0; i < o->n; i++) {
 		const struct opt_entry *e = &o->entries[i];
-		if (e->id != OPT_HTTP_SOCKET && e->id != OPT_HTTP)
+		if (!is_socket_option(e->id))
 			continue;
 		struct listener *l = &srv->ls.l[srv->ls.n];
-		if (listener_open(l, e->value, (int)opt_int(o, OPT_LISTEN), mode) == -1)
+		l->proto = e->id == OPT_SOCKET ? PROTO_UWSGI : PROTO_HTTP;
+		if (listener_open(l, e->value, (int)opt_int(o, OPT_LISTEN), mode, owner) == -1)
 			return -1;
 		srv->ls.n++;
 		log_info("%s listening on %s (fd %d)", e->key, l->name, l->fd);

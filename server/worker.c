@@ -186,8 +186,34 @@ static struct conn *dequeue(struct worker *w)
 
 /* --- reading a request in the loop -------------------------------------- */
 
-static int parse_status(ssize_t rc)
+/* A refused uwsgi packet is logged: behind nginx nobody else would see why
+ * the client got an error. */
+static int uwsgi_status(struct worker *w, struct conn *c, ssize_t rc)
 {
+	const unsigned char *b = (const unsigned char *)c->buf;
+	switch (rc) {
+	case CONN_ERR_UWSGI_TOO_LARGE:
+		log_info("uwsgi packet of %u bytes refused: larger than --buffer-size %zu",
+		         4u + (b[1] | (unsigned)b[2] << 8), w->cfg->buffer_size);
+		return 413;
+	case CONN_ERR_UWSGI_MODIFIER:
+		log_info("uwsgi packet with modifier1 %u refused: only 0 (WSGI) is served", b[0]);
+		return 501;
+	case CONN_ERR_UWSGI_TOO_MANY:
+		log_info("uwsgi packet refused: more than %d vars", CONN_MAX_VARS);
+		return 431;
+	case CONN_ERR_UWSGI_VARS:
+		log_info("uwsgi packet refused: no REQUEST_METHOD, or an invalid CONTENT_LENGTH");
+		return 400;
+	}
+	log_info("malformed uwsgi packet refused (a var overruns the packet)");
+	return 400;
+}
+
+static int parse_status(struct worker *w, struct conn *c, ssize_t rc)
+{
+	if (rc <= CONN_ERR_UWSGI_MALFORMED)
+		return uwsgi_status(w, c, rc);
 	switch (rc) {
 	case HTTP_ERR_TOO_MANY_HEADERS:
 		return 431;
@@ -258,7 +284,7 @@ static void conn_process(struct worker *w, struct conn *c)
 			return;
 		}
 		if (rc < 0) {
-			fail(w, c, parse_status(rc));
+			fail(w, c, parse_status(w, c, rc));
 			return;
 		}
 		start_body(w, c);

@@ -61,7 +61,7 @@ static const struct config *cfg;
 #define X(k) static PyObject *k_##k;
 KEYS(X)
 #undef X
-static PyObject *k_input, *s_http10, *s_http11, *s_close;
+static PyObject *k_input, *s_http10, *s_http11, *s_close, *s_https, *s_empty;
 
 /* --- environ --------------------------------------------------------------- */
 
@@ -179,8 +179,76 @@ static int add_request_line(PyObject *env, struct conn *c)
 	return server_name(env, c);
 }
 
+static bool slice_is(struct http_slice s, const char *lit)
+{
+	return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
+}
+
+static bool slice_starts(struct http_slice s, const char *lit)
+{
+	return s.len >= strlen(lit) && memcmp(s.p, lit, strlen(lit)) == 0;
+}
+
+/* One uwsgi var into the environ. UWSGI_* vars are never honoured (they
+ * asked uWSGI to load code or change directory); HTTP_CONTENT_LENGTH and
+ * HTTP_CONTENT_TYPE duplicate CONTENT_*; repeated HTTP_* vars join as in
+ * the HTTP path. Sets *https for UWSGI_SCHEME=https or HTTPS=on. */
+static int add_uwsgi_var(PyObject *env, const struct uwsgi_var *v, bool *https)
+{
+	if (slice_starts(v->key, "UWSGI_")) {
+		if (slice_is(v->key, "UWSGI_SCHEME"))
+			*https = v->value.len == 5 && strncasecmp(v->value.p, "https", 5) == 0;
+		return 0;
+	}
+	if (slice_is(v->key, "HTTP_CONTENT_LENGTH") || slice_is(v->key, "HTTP_CONTENT_TYPE"))
+		return 0;
+	if (slice_is(v->key, "HTTPS") && v->value.len == 2 && strncasecmp(v->value.p, "on", 2) == 0)
+		*https = true;
+	PyObject *k = latin1(v->key.p, v->key.len);
+	PyObject *val = k ? latin1(v->value.p, v->value.len) : NULL;
+	PyObject *old =
+	        val && slice_starts(v->key, "HTTP_") ? PyDict_GetItemWithError(env, k) : NULL;
+	if (old != NULL) {
+		bool cookie = slice_is(v->key, "HTTP_COOKIE");
+		Py_SETREF(val, PyUnicode_FromFormat("%U%s%U", old, cookie ? "; " : ", ", val));
+	}
+	int rc = val && !PyErr_Occurred() ? PyDict_SetItem(env, k, val) : -1;
+	Py_XDECREF(k);
+	Py_XDECREF(val);
+	return rc;
+}
+
+static PyObject *build_environ_uwsgi(struct conn *c, PyObject *input)
+{
+	bool https = false;
+	PyObject *env = PyDict_Copy(base_environ);
+	if (env == NULL || PyDict_SetItem(env, k_input, input) == -1)
+		goto fail;
+	for (size_t i = 0; i < c->pkt.num_vars; i++)
+		if (add_uwsgi_var(env, &c->pkt.vars[i], &https) == -1)
+			goto fail;
+	/* Keys PEP 3333 requires, for a packet that lacks them. */
+	static const char *const required[] = {"PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+	                                       "SERVER_PORT", "SERVER_PROTOCOL"};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		PyObject *k = PyUnicode_FromString(required[i]);
+		PyObject *r = k ? PyDict_SetDefault(env, k, s_empty) : NULL;
+		Py_XDECREF(k);
+		if (r == NULL)
+			goto fail;
+	}
+	if (https && PyDict_SetItemString(env, "wsgi.url_scheme", s_https) == -1)
+		goto fail;
+	return env;
+fail:
+	Py_XDECREF(env);
+	return NULL;
+}
+
 static PyObject *build_environ(struct conn *c, PyObject *input)
 {
+	if (c->l->proto == PROTO_UWSGI)
+		return build_environ_uwsgi(c, input);
 	PyObject *env = PyDict_Copy(base_environ);
 	if (env == NULL || add_request_line(env, c) == -1 ||
 	    PyDict_SetItem(env, k_input, input) == -1)
@@ -509,7 +577,7 @@ static int emit(struct request *r, const char *p, size_t n, int64_t total)
 
 	if (!r->head_sent && r->status == NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
-				"the app sent body bytes without calling start_response()");
+		                "the app sent body bytes without calling start_response()");
 		return -1;
 	}
 	ob_init(&b);
@@ -722,11 +790,19 @@ static void access_log(struct request *r, int64_t start_us)
 	int64_t ms = ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - start_us) / 1000;
 	size_t n = log_prefix(line, sizeof(line));
 	int uri = c->req.target.len > 1024 ? 1024 : (int)c->req.target.len;
+	struct http_slice proto = {c->req.minor_version ? "HTTP/1.1" : "HTTP/1.0", 8};
+	struct http_slice addr = {c->peer_addr, strlen(c->peer_addr)};
+	if (c->l->proto == PROTO_UWSGI) { /* what nginx saw */
+		proto = uwsgi_packet_get(&c->pkt, "SERVER_PROTOCOL");
+		addr = uwsgi_packet_get(&c->pkt, "REMOTE_ADDR");
+	}
+	if (addr.len == 0)
+		addr = (struct http_slice){"-", 1};
 	int m = snprintf(line + n, sizeof(line) - n,
-	                 "%s %.*s %.*s => generated %llu bytes in %lld msecs (HTTP/1.%d %d)\n",
-	                 c->peer_addr[0] ? c->peer_addr : "-", (int)c->req.method.len,
-	                 c->req.method.p, uri, c->req.target.p, (unsigned long long)r->sent,
-	                 (long long)ms, c->req.minor_version, r->code);
+	                 "%.*s %.*s %.*s => generated %llu bytes in %lld msecs (%.*s %d)\n",
+	                 (int)addr.len, addr.p, (int)c->req.method.len, c->req.method.p, uri,
+	                 c->req.target.p, (unsigned long long)r->sent, (long long)ms,
+	                 (int)proto.len, proto.p ? proto.p : "", r->code);
 	if (m > 0)
 		log_write(line,
 		          n + ((size_t)m < sizeof(line) - n ? (size_t)m : sizeof(line) - n - 1));
@@ -886,6 +962,8 @@ int wsgi_setup(PyObject *app, const struct config *c)
 	s_http10 = PyUnicode_InternFromString("HTTP/1.0");
 	s_http11 = PyUnicode_InternFromString("HTTP/1.1");
 	s_close = PyUnicode_InternFromString("close");
+	s_https = PyUnicode_InternFromString("https");
+	s_empty = PyUnicode_InternFromString("");
 	if (PyType_Ready(&request_type) == -1 || PyType_Ready(&file_wrapper_type) == -1 ||
 	    wsgi_input_setup() == -1)
 		return -1;

@@ -16,6 +16,18 @@
 
 #include "mulefarm/http.h"
 #include "mulefarm/server.h"
+#include "mulefarm/uwsgi_proto.h"
+
+#define CONN_MAX_VARS 128 /* uwsgi protocol vars per packet */
+
+/* conn_parse_head() results for the uwsgi protocol, beside HTTP_*. */
+enum {
+	CONN_ERR_UWSGI_MALFORMED = -100,
+	CONN_ERR_UWSGI_TOO_LARGE = -101, /* over --buffer-size */
+	CONN_ERR_UWSGI_TOO_MANY = -102,
+	CONN_ERR_UWSGI_MODIFIER = -103, /* modifier1 other than 0 (WSGI) */
+	CONN_ERR_UWSGI_VARS = -104,     /* no REQUEST_METHOD, or a bad CONTENT_LENGTH */
+};
 
 #define CONN_MAX_HEADERS   100
 #define CONN_BODY_PREFETCH 65536 /* body bytes the loop gathers before dispatch */
@@ -31,8 +43,12 @@ struct conn {
 	size_t cap, len;
 
 	/* The request being served. */
-	struct http_request req;
-	struct http_header headers[CONN_MAX_HEADERS];
+	struct http_request req; /* for the uwsgi protocol, filled from the vars */
+	union {
+		struct http_header headers[CONN_MAX_HEADERS];
+		struct uwsgi_var vars[CONN_MAX_VARS];
+	};
+	struct uwsgi_packet pkt;
 	size_t head_len;
 	size_t body_off;   /* first unconsumed body byte in buf */
 	int64_t body_left; /* Content-Length bytes not yet consumed */
@@ -61,8 +77,9 @@ void conn_free(struct conn *c);
 /* Grows the buffer so that <need> bytes fit. Returns 0 or -1 (ENOMEM). */
 int conn_reserve(struct conn *c, size_t need);
 
-/* Parses the head at the start of the buffer and sets up body state.
- * Returns the http_parse_request() result. */
+/* Parses the head at the start of the buffer (an HTTP request head, or a
+ * uwsgi packet on a --socket listener) and sets up body state. Returns the
+ * head's length, HTTP_INCOMPLETE, an HTTP_ERR_* or a CONN_ERR_UWSGI_*. */
 ssize_t conn_parse_head(struct conn *c);
 
 /* After a request: drops its head and body from the buffer so that any

@@ -9,9 +9,15 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+enum listener_proto {
+	PROTO_HTTP,  /* --http-socket, --http */
+	PROTO_UWSGI, /* --socket: the uwsgi protocol, for nginx's uwsgi_pass */
+};
+
 struct listener {
 	int fd;
 	bool is_unix;
+	enum listener_proto proto;
 	char name[256];        /* the address as given */
 	char server_name[256]; /* default SERVER_NAME (host part, or "localhost") */
 	char server_port[8];   /* default SERVER_PORT ("" for unix sockets) */
@@ -27,8 +33,9 @@ int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, 
                    size_t portlen);
 
 /* Binds and listens on <addr> with <backlog>. Unix sockets replace a stale
- * socket file and get <mode> (octal string) when it is not NULL. Returns 0,
- * or -1 after logging what failed. */
-int listener_open(struct listener *l, const char *addr, int backlog, const char *mode);
+ * socket file, get <mode> (octal string) and <owner> ("user[:group]") when
+ * they are not NULL. Returns 0, or -1 after logging what failed. */
+int listener_open(struct listener *l, const char *addr, int backlog, const char *mode,
+                  const char *owner);
 
 #endif

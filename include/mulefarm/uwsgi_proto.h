@@ -43,16 +43,26 @@ struct uwsgi_packet {
  * is in, so an oversized packet is refused before its vars arrive. Returns
  * 4 + datasize (the body starts there), UWSGI_INCOMPLETE, or a negative
  * UWSGI_ERR_*. Re-parsing the same bytes gives the same answer.
+ *
+ * Order: fewer than 4 bytes is INCOMPLETE; then TOO_LARGE; then INCOMPLETE
+ * until all of the vars are in; then the whole vars block is checked, and
+ * MALFORMED (a length that overruns datasize, an empty key, 1 to 4 bytes
+ * left, which cannot hold a var) wins over TOO_MANY_VARS. Empty values are
+ * fine; keys and values are arbitrary bytes. *<pkt> is written only on
+ * success; <vars>[0, max_vars) may be overwritten on any result. <vars> may
+ * be NULL when <max_vars> is 0.
  */
 ssize_t uwsgi_parse_packet(const char *buf, size_t len, size_t max_size, struct uwsgi_packet *pkt,
                            struct uwsgi_var *vars, size_t max_vars);
 
-/* The value of var <key> (first match), or a slice with p == NULL. */
+/* The value of var <key> (exact, case-sensitive; first match), or a slice
+ * with p == NULL. An empty value found has p != NULL and len 0. */
 struct http_slice uwsgi_packet_get(const struct uwsgi_packet *pkt, const char *key);
 
 /*
  * Parses a CONTENT_LENGTH value: 1*DIGIT without sign, spaces or "0x",
- * at most 2^62. Returns the length, 0 for an empty value, or -1 when
+ * at most 2^62 (leading zeros allowed). Returns the length, 0 for an
+ * empty value (also for the p == NULL of a missing var), or -1 when
  * invalid. (Shared with nothing else on purpose: the HTTP parser has its
  * own, stricter, duplicate-aware rule.)
  */

@@ -26,6 +26,9 @@
 #define TEST_TIMEOUT 20 /* seconds; SIGALRM ends a hung test */
 #define PEER_WAIT_MS 5000
 
+/* A plain HTTP listener: conn.c only looks at its protocol. */
+static struct listener http_listener = {.fd = -1, .proto = PROTO_HTTP};
+
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 struct fixture {
@@ -48,7 +51,7 @@ static int setup(void **state)
 	f->cfg.buffer_size = 4096;
 	f->cfg.socket_timeout = 1;
 	f->cfg.keepalive_timeout = 1;
-	f->c = conn_new(sv[0], NULL, &f->cfg);
+	f->c = conn_new(sv[0], &http_listener, &f->cfg);
 	if (f->c == NULL)
 		return -1;
 	f->peer = sv[1];

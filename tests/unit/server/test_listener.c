@@ -187,7 +187,7 @@ static void test_open_unix_with_mode(void **state)
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/app.sock", dir);
 
-	assert_int_equal(listener_open(&lis, path, 16, "660"), 0);
+	assert_int_equal(listener_open(&lis, path, 16, "660", NULL), 0);
 	assert_true(lis.fd >= 0);
 	assert_true(lis.is_unix);
 	assert_string_equal(lis.name, path);
@@ -208,7 +208,7 @@ static void test_open_unix_other_mode(void **state)
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/s", dir);
 
-	assert_int_equal(listener_open(&lis, path, 16, "600"), 0);
+	assert_int_equal(listener_open(&lis, path, 16, "600", NULL), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
 }
@@ -219,7 +219,7 @@ static void test_open_unix_refuses_bad_mode(void **state)
 	char path[128];
 	snprintf(path, sizeof(path), "%s/bad.sock", dir);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(listener_open(&lis, path, 16, bad[i]), -1);
+		assert_int_equal(listener_open(&lis, path, 16, bad[i], NULL), -1);
 		assert_int_equal(lis.fd, -1);
 	}
 }
@@ -229,12 +229,12 @@ static void test_open_unix_replaces_stale_socket(void **state)
 	char path[128];
 	snprintf(path, sizeof(path), "%s/stale.sock", dir);
 
-	assert_int_equal(listener_open(&lis, path, 16, NULL), 0);
+	assert_int_equal(listener_open(&lis, path, 16, NULL, NULL), 0);
 	close(lis.fd); /* the socket file stays behind, as after a crash */
 	lis.fd = -1;
 	assert_int_equal(access(path, F_OK), 0);
 
-	assert_int_equal(listener_open(&lis, path, 16, "660"), 0);
+	assert_int_equal(listener_open(&lis, path, 16, "660", NULL), 0);
 	assert_unix_accepts(path);
 }
 
@@ -248,7 +248,7 @@ static void test_open_unix_keeps_regular_file(void **state)
 	fputs("keep me\n", f);
 	fclose(f);
 
-	assert_int_equal(listener_open(&lis, path, 16, "660"), -1);
+	assert_int_equal(listener_open(&lis, path, 16, "660", NULL), -1);
 	assert_int_equal(lis.fd, -1);
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
@@ -259,7 +259,7 @@ static void test_open_unix_missing_dir(void **state)
 {
 	char path[128];
 	snprintf(path, sizeof(path), "%s/no/such/dir.sock", dir);
-	assert_int_equal(listener_open(&lis, path, 16, NULL), -1);
+	assert_int_equal(listener_open(&lis, path, 16, NULL, NULL), -1);
 	assert_int_equal(lis.fd, -1);
 }
 
@@ -269,7 +269,7 @@ static void test_open_unix_path_too_long(void **state)
 	memset(path, 'a', sizeof(path) - 1);
 	path[0] = '/';
 	path[sizeof(path) - 1] = '\0';
-	assert_int_equal(listener_open(&lis, path, 16, NULL), -1);
+	assert_int_equal(listener_open(&lis, path, 16, NULL, NULL), -1);
 	assert_int_equal(lis.fd, -1);
 }
 
@@ -278,7 +278,7 @@ static void test_open_tcp_ephemeral(void **state)
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 
-	assert_int_equal(listener_open(&lis, "127.0.0.1:0", 16, "660"), 0);
+	assert_int_equal(listener_open(&lis, "127.0.0.1:0", 16, "660", NULL), 0);
 	assert_true(lis.fd >= 0);
 	assert_false(lis.is_unix);
 	assert_string_equal(lis.name, "127.0.0.1:0");
@@ -302,19 +302,19 @@ static void test_open_tcp_port_in_use(void **state)
 	struct listener second;
 	char addr[32];
 
-	assert_int_equal(listener_open(&lis, "127.0.0.1:0", 16, NULL), 0);
+	assert_int_equal(listener_open(&lis, "127.0.0.1:0", 16, NULL, NULL), 0);
 	assert_int_equal(getsockname(lis.fd, (struct sockaddr *)&sin, &len), 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
 
-	assert_int_equal(listener_open(&second, addr, 16, NULL), -1);
+	assert_int_equal(listener_open(&second, addr, 16, NULL, NULL), -1);
 	assert_int_equal(second.fd, -1);
 }
 
 static void test_open_invalid_address(void **state)
 {
-	assert_int_equal(listener_open(&lis, "127.0.0.1:abc", 16, NULL), -1);
+	assert_int_equal(listener_open(&lis, "127.0.0.1:abc", 16, NULL, NULL), -1);
 	assert_int_equal(lis.fd, -1);
-	assert_int_equal(listener_open(&lis, "[::1]9000", 16, NULL), -1);
+	assert_int_equal(listener_open(&lis, "[::1]9000", 16, NULL, NULL), -1);
 	assert_int_equal(lis.fd, -1);
 }
 
