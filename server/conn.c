@@ -360,6 +360,8 @@ static const char *status_text(int status)
 	switch (status) {
 	case 400:
 		return "Bad Request";
+	case 404:
+		return "Not Found";
 	case 408:
 		return "Request Timeout";
 	case 413:

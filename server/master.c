@@ -115,21 +115,47 @@ static int open_listeners(struct server *srv)
 	return 0;
 }
 
+/* --mount /prefix=target */
+static int mount(const char *spec, const char *callable)
+{
+	const char *eq = strchr(spec, '=');
+	if (spec[0] != '/' || eq == NULL || eq[1] == '\0') {
+		log_info("invalid --mount '%s' (want /prefix=pkg.mod:callable or /prefix=file.py)",
+		         spec);
+		return -1;
+	}
+	char prefix[1024];
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)(eq - spec), spec);
+	PyObject *app = python_load_target(eq + 1, callable);
+	if (app == NULL)
+		return -1;
+	int rc = wsgi_mount(prefix, app);
+	Py_DECREF(app);
+	if (rc == 0)
+		log_info("mounted %s at %s", eq + 1, prefix[0] ? prefix : "/");
+	return rc;
+}
+
 static int load(struct server *srv)
 {
 	const struct options *o = srv->cfg.opts;
-	if (opt_str(o, OPT_WSGI_FILE) == NULL && opt_str(o, OPT_MODULE) == NULL) {
-		log_info("no app to serve: give --wsgi-file FILE or --module pkg.mod:callable");
+	bool default_app = opt_str(o, OPT_WSGI_FILE) != NULL || opt_str(o, OPT_MODULE) != NULL;
+	if (!default_app && !opt_given(o, OPT_MOUNT)) {
+		log_info("no app to serve: give --wsgi-file FILE, --module pkg.mod:callable or "
+		         "--mount /prefix=app");
 		return -1;
 	}
 	if (python_init(srv) == -1)
 		return -1;
-	PyObject *app = python_load_app(o);
-	if (app == NULL)
+	PyObject *app = default_app ? python_load_app(o) : NULL;
+	if (default_app && app == NULL)
 		return -1;
 	int rc = wsgi_setup(app, &srv->cfg);
-	Py_DECREF(app);
-	if (rc == -1)
+	Py_XDECREF(app);
+	for (size_t i = 0; rc == 0 && i < o->n; i++)
+		if (o->entries[i].id == OPT_MOUNT)
+			rc = mount(o->entries[i].value, opt_str(o, OPT_CALLABLE));
+	if (rc == -1 && PyErr_Occurred())
 		python_print_exception();
 	return rc;
 }

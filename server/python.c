@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mulefarm/log.h"
 #include "mulefarm/pymodule.h"
@@ -191,6 +192,19 @@ PyObject *python_load_app(const struct options *o)
 		python_print_exception();
 		log_info("failed to load the app from %s %s", file ? "--wsgi-file" : "--module",
 		         file ? file : module);
+	}
+	return app;
+}
+
+PyObject *python_load_target(const char *target, const char *callable)
+{
+	size_t n = strlen(target);
+	bool file = strchr(target, '/') != NULL || (n > 3 && strcmp(target + n - 3, ".py") == 0);
+	PyObject *app = call_loader(file ? "load_file" : "load_module",
+	                            Py_BuildValue("(ss)", target, callable));
+	if (app == NULL) {
+		python_print_exception();
+		log_info("failed to load the app for --mount from %s", target);
 	}
 	return app;
 }

@@ -56,7 +56,8 @@ static const struct config *cfg;
 	X(REMOTE_ADDR)                                                                             \
 	X(REMOTE_PORT)                                                                             \
 	X(CONTENT_TYPE)                                                                            \
-	X(CONTENT_LENGTH)
+	X(CONTENT_LENGTH)                                                                          \
+	X(SCRIPT_NAME)
 
 #define X(k) static PyObject *k_##k;
 KEYS(X)
@@ -808,6 +809,74 @@ static void access_log(struct request *r, int64_t start_us)
 		          n + ((size_t)m < sizeof(line) - n ? (size_t)m : sizeof(line) - n - 1));
 }
 
+/* --- mounts ------------------------------------------------------------------------ */
+
+struct mount {
+	PyObject *prefix; /* str, no trailing '/' ("" for the root) */
+	PyObject *app;
+};
+
+static struct mount *mounts;
+static size_t n_mounts;
+
+int wsgi_mount(const char *prefix, PyObject *app)
+{
+	size_t n = strlen(prefix);
+	while (n > 0 && prefix[n - 1] == '/')
+		n--;
+	struct mount *m = PyMem_Realloc(mounts, (n_mounts + 1) * sizeof(*m));
+	if (m == NULL) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	mounts = m;
+	m[n_mounts].prefix = latin1(prefix, n);
+	if (m[n_mounts].prefix == NULL)
+		return -1;
+	m[n_mounts].app = Py_NewRef(app);
+	n_mounts++;
+	return 0;
+}
+
+/* Whether str <path> is <prefix> or starts with <prefix> "/". */
+static bool under_prefix(PyObject *path, PyObject *prefix)
+{
+	Py_ssize_t pl = PyUnicode_GET_LENGTH(prefix), n = PyUnicode_GET_LENGTH(path);
+	if (pl > n || PyUnicode_Tailmatch(path, prefix, 0, pl, -1) != 1)
+		return false;
+	return pl == n || PyUnicode_READ_CHAR(path, pl) == '/';
+}
+
+/* The app for this request (borrowed; NULL: none), adjusting SCRIPT_NAME
+ * and PATH_INFO under --manage-script-name. See wsgi_mount(). */
+static PyObject *select_app(PyObject *env)
+{
+	if (n_mounts == 0)
+		return the_app;
+	PyObject *path = PyDict_GetItemWithError(env, k_PATH_INFO);
+	PyObject *script = PyDict_GetItemWithError(env, k_SCRIPT_NAME);
+	struct mount *best = NULL;
+	for (size_t i = 0; i < n_mounts; i++) {
+		struct mount *m = &mounts[i];
+		bool hit = cfg->manage_script_name
+		                   ? path && under_prefix(path, m->prefix)
+		                   : script && PyUnicode_Compare(script, m->prefix) == 0;
+		if (hit && (best == NULL ||
+		            PyUnicode_GET_LENGTH(m->prefix) > PyUnicode_GET_LENGTH(best->prefix)))
+			best = m;
+	}
+	if (best == NULL)
+		return the_app;
+	if (cfg->manage_script_name) {
+		Py_ssize_t pl = PyUnicode_GET_LENGTH(best->prefix);
+		PyObject *rest = PyUnicode_Substring(path, pl, PyUnicode_GET_LENGTH(path));
+		if (rest == NULL || PyDict_SetItem(env, k_SCRIPT_NAME, best->prefix) == -1 ||
+		    set_new(env, k_PATH_INFO, rest) == -1)
+			return NULL;
+	}
+	return best->app;
+}
+
 /* --- serving one request ----------------------------------------------------- */
 
 bool wsgi_serve(struct conn *c, bool closing)
@@ -834,8 +903,15 @@ bool wsgi_serve(struct conn *c, bool closing)
 	PyObject *input = wsgi_input_new(c);
 	PyObject *env = input ? build_environ(c, input) : NULL;
 	PyObject *sr = env ? PyCFunction_New(&start_response_def, (PyObject *)r) : NULL;
-	PyObject *result = sr ? PyObject_CallFunctionObjArgs(the_app, env, sr, NULL) : NULL;
-	if (result == NULL) {
+	PyObject *app = sr ? select_app(env) : NULL;
+	PyObject *result = app ? PyObject_CallFunctionObjArgs(app, env, sr, NULL) : NULL;
+	if (sr && app == NULL && !PyErr_Occurred()) {
+		log_info("no app for %.*s: nothing is mounted there and there is no default app",
+		         (int)c->req.target.len, c->req.target.p);
+		r->code = 404;
+		r->keep = false;
+		conn_send_error(c, 404);
+	} else if (result == NULL) {
 		app_error(r, input);
 	} else {
 		if (respond(r, result) == -1)
@@ -954,7 +1030,7 @@ static int base_set(const char *key, PyObject *val)
 int wsgi_setup(PyObject *app, const struct config *c)
 {
 	cfg = c;
-	the_app = Py_NewRef(app);
+	the_app = Py_XNewRef(app);
 #define X(k) k_##k = PyUnicode_InternFromString(#k);
 	KEYS(X)
 #undef X

@@ -19,6 +19,11 @@ int python_init(const struct server *srv);
  * new reference, or NULL after printing the traceback. */
 PyObject *python_load_app(const struct options *o);
 
+/* Imports a --mount target: a file (ends in .py or holds a '/') or
+ * pkg.mod[:callable]. Returns a new reference, or NULL after printing the
+ * traceback. */
+PyObject *python_load_target(const char *target, const char *callable);
+
 /* Around fork(): the interpreter's own before/after hooks. The child hook
  * also sets the worker id and calls uwsgi.post_fork_hook if the app set it. */
 void python_before_fork(void);

@@ -23,6 +23,7 @@ struct config {
 	int keepalive_timeout; /* seconds */
 	int worker_reload_mercy;
 	bool access_log;
+	bool manage_script_name;
 	const struct options *opts;
 };
 

@@ -35,6 +35,7 @@ int config_settle(struct config *cfg, const struct options *o, char *err, size_t
 	cfg->keepalive_timeout = (int)keepalive;
 	cfg->worker_reload_mercy = (int)mercy;
 	cfg->access_log = !opt_flag(o, OPT_DISABLE_LOGGING);
+	cfg->manage_script_name = opt_flag(o, OPT_MANAGE_SCRIPT_NAME);
 	cfg->opts = o;
 	return 0;
 }
