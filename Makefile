@@ -69,10 +69,10 @@ integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
 # libFuzzer targets: built with clang; `make test` replays the seed corpora,
 # `make fuzz-run FUZZ_SECONDS=600` fuzzes each target for that long.
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/%: tests/fuzz/%.c server/http.c $(wildcard include/mulefarm/*.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c include/mulefarm/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined -o $@ $< server/http.c
+		-fno-sanitize-recover=undefined -o $@ $< $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c)
 
 fuzz: $(FUZZ_BIN) ## build the libFuzzer targets and replay their seed corpora
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \

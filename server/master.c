@@ -28,6 +28,7 @@
 #include "mulefarm/proc.h"
 #include "mulefarm/pymodule.h"
 #include "mulefarm/python.h"
+#include "mulefarm/static.h"
 #include "mulefarm/wsgi.h"
 
 #define RESPAWN_DELAY_MS  1000 /* for a child that died within its first second */
@@ -255,6 +256,13 @@ int master_run(struct server *srv)
 		log_err(errno, "chdir(%s) failed", dir);
 		return 1;
 	}
+	static struct static_config statics;
+	char err[512];
+	if (static_setup(&statics, srv->cfg.opts, err, sizeof(err)) == -1) {
+		log_info("%s", err);
+		return 1;
+	}
+	srv->statics = &statics;
 	if (setup_signals() == -1 || open_listeners(srv) == -1 || load(srv) == -1)
 		return 1;
 

@@ -25,6 +25,7 @@
 
 #include "mulefarm/conn.h"
 #include "mulefarm/log.h"
+#include "mulefarm/static.h"
 #include "mulefarm/worker.h"
 #include "mulefarm/wsgi.h"
 
@@ -400,6 +401,20 @@ static void after_request(struct worker *w, struct conn *c, bool keep)
 	}
 }
 
+/* Static files are answered before Python is involved, without the GIL.
+ * Returns true when <c> was served (and handed on). */
+static bool serve_static(struct worker *w, struct conn *c)
+{
+	bool keep = false;
+	if (w->srv->statics == NULL || !static_enabled(w->srv->statics))
+		return false;
+	int rc = static_serve(w->srv->statics, c, &keep);
+	if (rc == 0)
+		return false;
+	after_request(w, c, rc == 1 && keep && !w->stopping);
+	return true;
+}
+
 static void *python_thread(void *arg)
 {
 	struct worker *w = arg;
@@ -414,6 +429,8 @@ static void *python_thread(void *arg)
 		struct conn *c = dequeue(w);
 		pthread_mutex_unlock(&w->mu);
 
+		if (serve_static(w, c))
+			continue;
 		bool closing = w->stopping;
 		PyEval_RestoreThread(ts);
 		bool keep = wsgi_serve(c, closing);
@@ -436,6 +453,8 @@ static void serve_inline(struct worker *w, PyThreadState **ts)
 		pthread_mutex_unlock(&w->mu);
 		if (c == NULL)
 			return;
+		if (serve_static(w, c))
+			continue;
 		bool closing = w->stopping;
 		PyEval_RestoreThread(*ts);
 		bool keep = wsgi_serve(c, closing);

@@ -32,9 +32,12 @@ struct listeners {
 	size_t n;
 };
 
+struct static_config;
+
 struct server {
 	struct config cfg;
 	struct listeners ls;
+	const struct static_config *statics; /* --static-map and friends */
 	pid_t master_pid;
 	char **argv; /* for re-exec */
 };

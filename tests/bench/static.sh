@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Side-by-side static-file benchmark: mulefarm --static-map vs uWSGI
+# --static-map, with nginx serving the same files beside them.
+#
+# Two files, 4 KiB and 1 MiB of random bytes, under one directory mapped at
+# /static. Every server also runs the hello-world app (examples/hello/app.py)
+# with 2 worker processes x 1 thread, logging off; the files never reach
+# Python. Load is `wrk -t1 -c50 -d${DURATION}s --latency`, keep-alive (wrk's
+# default), after a ${WARMUP}s warm-up, one file at a time.
+#
+#   4k, 1m   mulefarm --http-socket vs uWSGI --http-socket             >= 1.5
+#            (uWSGI's --http-socket closes the connection after every
+#            response: wrk reconnects, and counts the closes as read errors)
+#            mulefarm vs uWSGI --http11-socket, for information: uWSGI keeps
+#            the connection but a worker then serves only that one client, so
+#            2 workers serve 2 of wrk's 50 connections and the other 48 wait
+#            in the accept queue for the whole run ("probe" column: a 51st
+#            client's request half-way through). Its req/s and p99 cover the 2
+#            connections it served; it does not decide a target.
+#            nginx (sendfile on, 2 workers) beside: the machine's ceiling.
+# In each mulefarm/uWSGI --http-socket pair mulefarm's p99 must be no worse.
+#
+# Environment:
+#   DURATION=10        seconds of measured load per run
+#   WARMUP=2           seconds of wrk warm-up before each measured run
+#   MULEFARM_BIN=...   mulefarm binary (default build/mulefarm)
+#   SKIP_MULEFARM=1    benchmark only uWSGI and nginx (mulefarm rows: skipped)
+#   APP=...            WSGI file (default examples/hello/app.py)
+#   OUT=...            machine-readable summary (default build/bench/static.txt)
+#   STRICT=1           exit 1 if any target is missed (default: report only)
+#
+# Needs: wrk, uwsgi + uwsgi-plugin-python3, nginx, curl, ss (iproute2).
+set -euo pipefail
+
+SCRIPT=static.sh
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+SKIP_MULEFARM=${SKIP_MULEFARM:-0}
+STRICT=${STRICT:-0}
+CONNS=50
+WORKERS=2
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BIN=$(abspath "${MULEFARM_BIN:-$ROOT/build/mulefarm}")
+APP=$(abspath "${APP:-$ROOT/examples/hello/app.py}")
+OUT=$(abspath "${OUT:-$ROOT/build/bench/static.txt}")
+
+check_load_params
+need wrk wrk
+need uwsgi uwsgi
+need nginx nginx
+need curl curl
+need python3 "$PY"
+need setsid setsid
+need cmp cmp
+need_uwsgi_plugins python3
+[[ -f $APP ]] || die "WSGI app $APP not found"
+if [[ $SKIP_MULEFARM == 1 ]]; then
+	echo "$SCRIPT: SKIP_MULEFARM=1: mulefarm is skipped"
+elif [[ ! -x $BIN ]]; then
+	die "mulefarm binary $BIN not found: build it with 'make' (or set MULEFARM_BIN, or SKIP_MULEFARM=1)"
+elif ! "$BIN" --help 2>&1 | grep -q -- '--static-map'; then
+	die "$BIN has no --static-map option"
+fi
+
+# ---- the files ----------------------------------------------------------------
+
+WWW=$TMP/www
+mkdir -p "$WWW"
+head -c 4096 /dev/urandom >"$WWW/4k.bin"
+head -c 1048576 /dev/urandom >"$WWW/1m.bin"
+FILES="4k 1m"
+
+# check_files ID PORT: every file comes back whole (a server that answers
+# /static/... from the app, or a truncated sendfile, must not be measured).
+check_files() {
+	local id=$1 port=$2 f
+	for f in $FILES; do
+		curl -s --max-time 5 -o "$TMP/got.bin" "http://127.0.0.1:$port/static/$f.bin" ||
+			die "${NAME[$id]}: GET /static/$f.bin failed"
+		cmp -s "$TMP/got.bin" "$WWW/$f.bin" || die "${NAME[$id]}: /static/$f.bin is not the file"
+	done
+}
+
+NAME[mf]="mulefarm --http-socket"
+NAME[uw_hs]="uWSGI --http-socket"
+NAME[uw_h11]="uWSGI --http11-socket"
+NAME[ngx]="nginx"
+
+# run_server ID STOPSIG CMD... (CMD may use the word @PORT@)
+run_server() {
+	local id=$1 sig=$2 port arg args=() f
+	shift 2
+	port=$(free_port)
+	for arg in "$@"; do args+=("${arg//@PORT@/$port}"); done
+	echo "== ${NAME[$id]} on 127.0.0.1:$port"
+	start_server "$id" "$port" "${args[@]}"
+	check_files "$id" "$port"
+	for f in $FILES; do load "$id" "$f" "$port" "/static/$f.bin"; done
+	measure_mem "$id"
+	stop_server "$sig"
+}
+
+MAP=(--static-map "/static=$WWW")
+MF_ARGS=(--master --processes "$WORKERS" --threads 1 --wsgi-file "$APP" --disable-logging "${MAP[@]}")
+# Same options for uWSGI; --need-app only makes a broken app fail fast.
+UW_ARGS=(--master --processes "$WORKERS" --threads 1 --wsgi-file "$APP" --disable-logging --need-app "${MAP[@]}")
+
+echo "$SCRIPT: wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), $WORKERS workers each, $(nproc) CPUs; files 4 KiB and 1 MiB"
+check_idle
+
+if [[ $SKIP_MULEFARM == 1 ]]; then
+	echo "== ${NAME[mf]}: skipped"
+else
+	run_server mf INT "$BIN" --http-socket 127.0.0.1:@PORT@ "${MF_ARGS[@]}"
+fi
+run_server uw_hs INT uwsgi --plugin python3 --http-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
+run_server uw_h11 INT uwsgi --plugin python3 --http11-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
+
+# nginx: the same files with the usual static tuning (sendfile, tcp_nopush),
+# and the hello world at / for start_server.
+NGX=$TMP/nginx
+mkdir -p "$NGX"
+NGX_PORT=$(free_port)
+cat >"$NGX/nginx.conf" <<EOF
+$(ngx_user)
+worker_processes $WORKERS;
+daemon off;
+master_process on;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+$(ngx_temps "$NGX")
+
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location = / {
+            default_type text/plain;
+            return 200 "Hello, World!\n";
+        }
+        location /static/ {
+            alias $WWW/;
+        }
+    }
+}
+EOF
+ngx_e_opt "$NGX"
+echo "== ${NAME[ngx]} on 127.0.0.1:$NGX_PORT"
+start_server ngx "$NGX_PORT" nginx "${NGX_E[@]}" -p "$NGX" -c "$NGX/nginx.conf"
+check_files ngx "$NGX_PORT"
+for f in $FILES; do load ngx "$f" "$NGX_PORT" "/static/$f.bin"; done
+measure_mem ngx
+stop_server TERM
+
+# ---- report -----------------------------------------------------------------
+
+for f in $FILES; do
+	row "$f" "mf.$f" "uw_hs.$f" ">=1.5" "uw_hs.$f"
+	row "$f" "mf.$f" "uw_h11.$f" - -
+	row "$f" "mf.$f" "ngx.$f" - -
+	row "$f" "uw_hs.$f" "ngx.$f" - -
+done
+mem_row memory mf uw_hs -
+
+echo
+echo "Results: wrk -t1 -c$CONNS -d${DURATION}s keep-alive, $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
+print_table
+echo "uWSGI --http11-socket: with $WORKERS workers it serves $WORKERS of the $CONNS connections; its numbers cover those only."
+echo
+summary="$MISSES target(s) missed"
+((SKIPS == 0)) || summary="$summary, $SKIPS row(s) skipped"
+echo "$SCRIPT: $summary"
+
+mkdir -p "$(dirname "$OUT")"
+{
+	echo "# mulefarm static-file benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency keep-alive, warm-up ${WARMUP}s, workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
+	echo "# run <id.file> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
+	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
+	echo "# cmp <file> <id.file> <rps> <p50_ms> <p99_ms> <vs_id.file> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
+	echo "# memcmp <scenario> <id> <avg_pss_kib> <vs_id> <vs_avg_pss_kib> <ratio> <target> <PASS|MISS|SKIP|info>"
+	echo "# ids: mf mulefarm --http-socket, uw_hs uWSGI --http-socket, uw_h11 uWSGI --http11-socket, ngx nginx;"
+	echo "#      files: 4k (4096 bytes), 1m (1048576 bytes), GET /static/<file>.bin"
+	write_runs
+	printf '%s\n' "${CMP[@]}"
+	echo "result misses=$MISSES skips=$SKIPS"
+} >"$OUT"
+echo "$SCRIPT: summary written to $OUT"
+
+if [[ $STRICT == 1 ]] && ((MISSES > 0)); then exit 1; fi
+exit 0
