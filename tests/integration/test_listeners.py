@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import app_path, free_port_number
+from conftest import BIN, app_path, free_port_number
 import httpclient
 from httpclient import simple_request
 
@@ -140,3 +140,48 @@ def test_no_socket_is_an_error(server):
     srv = server(BASIC, addr=("127.0.0.1", 1), wait=False)
     rc = srv.wait_exit(10)
     assert rc != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_unix_socket_chown(server, tmp_path):
+    import pwd
+    import grp
+
+    path = os.path.join(short_dir(tmp_path), "mf-o-%d.sock" % os.getpid())
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    srv = server(BASIC + ["--http-socket", path, "--chown-socket", "nobody:%s" % group], addr=path)
+    try:
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        assert raw_get(path).status == 200
+    finally:
+        srv.cleanup()
+
+
+def test_unknown_chown_user_is_a_clear_error(tmp_path):
+    path = os.path.join(short_dir(tmp_path), "mf-x-%d.sock" % os.getpid())
+    p = subprocess.run(
+        [BIN] + BASIC + ["--http-socket", path, "--chown-socket", "no-such-user-xyz"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert p.returncode != 0
+    assert "--chown-socket" in p.stderr and "no-such-user-xyz" in p.stderr
+
+
+def test_umask_applies_to_unix_socket(server, tmp_path):
+    path = os.path.join(short_dir(tmp_path), "mf-u-%d.sock" % os.getpid())
+    srv = server(BASIC + ["--http-socket", path, "--umask", "077"], addr=path)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0
+        assert raw_get(path).status == 200
+    finally:
+        srv.cleanup()
+
+
+def test_bad_umask_is_a_clear_error(tmp_path):
+    p = subprocess.run(
+        [BIN] + BASIC + ["--http-socket", "127.0.0.1:0", "--umask", "9z"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert p.returncode != 0 and "--umask" in p.stderr
