@@ -27,7 +27,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all run test unit integration fuzz fuzz-run check format format-check help deps clean bench docs docs-check
+.PHONY: all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
 
 all: $(BUILD)/mulefarm ## build build/mulefarm
 
@@ -66,22 +66,29 @@ unit: $(UNIT_BIN) ## run the cmocka unit tests
 integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
 	MULEFARM_BIN=$(abspath $(BUILD)/mulefarm) $(PYTHON) -m pytest -q tests/integration
 
-# libFuzzer targets: built with clang; `make test` replays the seed corpora,
-# `make fuzz-run FUZZ_SECONDS=600` fuzzes each target for that long.
+# libFuzzer targets (ASan+UBSan), one per pure parser. `make test` replays
+# the seed corpora; `make fuzz FUZZ_SECONDS=N` fuzzes each target for N
+# seconds (CI: 60), new inputs going to $(BUILD)/corpus/, crashes to
+# $(BUILD)/fuzz-artifacts/ (make each one a unit-test regression).
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c include/mulefarm/*.h)
+FUZZ_LINK := $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK) $(wildcard include/mulefarm/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined -o $@ $< $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c)
+		-fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LINK)
 
-fuzz: $(FUZZ_BIN) ## build the libFuzzer targets and replay their seed corpora
+fuzz-replay: $(FUZZ_BIN) ## replay every fuzz target's seed corpus (part of make test)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
 		$$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { $$f -runs=0 tests/fuzz/corpus/$$n; exit 1; }; \
 		echo "$$n: corpus replay ok"; done
 
-fuzz-run: $(FUZZ_BIN) ## fuzz every target for FUZZ_SECONDS each
-	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
-		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n; done
+fuzz: $(FUZZ_BIN) ## fuzz every target for FUZZ_SECONDS (default 60) each, under ASan+UBSan
+	@set -e; mkdir -p $(BUILD)/fuzz-artifacts; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+		mkdir -p $(BUILD)/corpus/$$n; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(BUILD)/fuzz-artifacts/$$n- $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
+			> $(BUILD)/fuzz/$$n.log 2>&1 || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+		echo "$$n: $$(grep -h 'stat::number_of_executed_units' $(BUILD)/fuzz/$$n.log | awk '{print $$2}') runs in $(FUZZ_SECONDS) s, no crash"; done
 
 docs: $(BUILD)/mulefarm ## regenerate docs/options.md from the options table
 	$(BUILD)/mulefarm --options-md > docs/options.md
@@ -95,7 +102,7 @@ test: ## unit, integration and fuzz-corpus tests (installs test packages as root
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory docs-check
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 
 check: ## the unit and integration suites under ASan+UBSan (build-asan/)
