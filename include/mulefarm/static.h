@@ -110,10 +110,15 @@ int static_resolve(const struct static_map *m, const char *path, size_t len, cha
  * If-Modified-Since (IMF-fixdate only; other forms are ignored) is not
  * older than the file; for GET, a single "bytes=" Range gives 206 with
  * Content-Range, or 416 with a Content-Range that gives only the size
- * when it starts past the end (or is "-0", or the file is empty); several ranges, a malformed one,
- * or one whose If-Range does not match give the whole file. Numbers too big for 64 bits count as
- * infinite (a last-byte past the end is clamped). A request body is left for conn_next_request() to
- * skip.
+ * when it starts past the end (or is "-0", or the file is empty). Several
+ * ranges, a malformed one, or one whose If-Range does not match give the
+ * whole file. Numbers too big for 64 bits count as infinite (a last-byte
+ * past the end is clamped). A request body is left for
+ * conn_next_request() to skip.
+ *
+ * Behind nginx (the uwsgi protocol) the path is PATH_INFO, which nginx
+ * has decoded already (it is not decoded again), the header fields are
+ * the HTTP_* vars, and *keep is false.
  */
 int static_serve(const struct static_config *sc, struct conn *c, bool *keep);
 
