@@ -119,13 +119,25 @@ struct opt_info {
 	const char *help;
 };
 
+/* Where an occurrence came from. A value given on the command line beats
+ * one from a config file whatever their order; within one origin the last
+ * one wins (repeatable options keep every value, in order). */
+enum opt_origin { ORIGIN_ENV, ORIGIN_FILE, ORIGIN_CLI };
+
+/* A key in a config file that names no option: a placeholder, usable as
+ * %(key) and visible in uwsgi.opt, as in uWSGI. */
+#define OPT_PLACEHOLDER OPT__COUNT
+
 /* One occurrence, in the order given. <key> is the name as the user typed
  * it (uwsgi.opt keeps aliases apart, as uWSGI does); <value> is NULL for a
- * bare flag. Both are owned by the options object. */
+ * bare flag; <where> is "file:line" for config files, else NULL. All are
+ * owned by the options object. */
 struct opt_entry {
-	enum opt_id id;
+	enum opt_id id; /* or OPT_PLACEHOLDER */
+	enum opt_origin origin;
 	char *key;
 	char *value;
+	char *where;
 };
 
 struct options {
@@ -142,6 +154,15 @@ int opt_lookup(const char *name);
  * its kind; on error returns -1 and writes a message naming the option to
  * <err> (size <errlen>). */
 int opt_add(struct options *o, const char *key, const char *value, char *err, size_t errlen);
+
+/* Appends without validating (values are validated once expanded, see
+ * opt_validate()). <id> may be OPT_PLACEHOLDER. Returns 0 or -1 (ENOMEM). */
+int opt_append(struct options *o, int id, const char *key, const char *value,
+               enum opt_origin origin, const char *where);
+
+/* Checks every value against its option's kind. Returns 0, or -1 with a
+ * message naming the option, the value and where it came from. */
+int opt_validate(const struct options *o, char *err, size_t errlen);
 
 void opt_free(struct options *o);
 

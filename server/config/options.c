@@ -85,6 +85,33 @@ static int validate(enum opt_id id, const char *key, const char *value, char *er
 	return 0;
 }
 
+int opt_append(struct options *o, int id, const char *key, const char *value,
+               enum opt_origin origin, const char *where)
+{
+	if (o->n == o->cap) {
+		size_t cap = o->cap ? o->cap * 2 : 16;
+		struct opt_entry *e = realloc(o->entries, cap * sizeof(*e));
+		if (e == NULL)
+			return -1;
+		o->entries = e;
+		o->cap = cap;
+	}
+	struct opt_entry *e = &o->entries[o->n];
+	e->id = (enum opt_id)id;
+	e->origin = origin;
+	e->key = strdup(key);
+	e->value = value ? strdup(value) : NULL;
+	e->where = where ? strdup(where) : NULL;
+	if (e->key == NULL || (value && e->value == NULL) || (where && e->where == NULL)) {
+		free(e->key);
+		free(e->value);
+		free(e->where);
+		return -1;
+	}
+	o->n++;
+	return 0;
+}
+
 int opt_add(struct options *o, const char *key, const char *value, char *err, size_t errlen)
 {
 	int id = opt_lookup(key);
@@ -94,28 +121,26 @@ int opt_add(struct options *o, const char *key, const char *value, char *err, si
 	}
 	if (validate((enum opt_id)id, key, value, err, errlen) == -1)
 		return -1;
-	if (o->n == o->cap) {
-		size_t cap = o->cap ? o->cap * 2 : 16;
-		struct opt_entry *e = realloc(o->entries, cap * sizeof(*e));
-		if (e == NULL)
-			goto nomem;
-		o->entries = e;
-		o->cap = cap;
+	if (opt_append(o, id, key, value, ORIGIN_CLI, NULL) == -1) {
+		snprintf(err, errlen, "out of memory storing option --%s", key);
+		return -1;
 	}
-	struct opt_entry *e = &o->entries[o->n];
-	e->id = (enum opt_id)id;
-	e->key = strdup(key);
-	e->value = value ? strdup(value) : NULL;
-	if (e->key == NULL || (value && e->value == NULL)) {
-		free(e->key);
-		free(e->value);
-		goto nomem;
-	}
-	o->n++;
 	return 0;
-nomem:
-	snprintf(err, errlen, "out of memory storing option --%s", key);
-	return -1;
+}
+
+int opt_validate(const struct options *o, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < o->n; i++) {
+		const struct opt_entry *e = &o->entries[i];
+		char msg[512];
+		if (e->id == OPT_PLACEHOLDER ||
+		    validate(e->id, e->key, e->value, msg, sizeof(msg)) == 0)
+			continue;
+		snprintf(err, errlen, "%s%s%s", e->where ? e->where : "", e->where ? ": " : "",
+		         msg);
+		return -1;
+	}
+	return 0;
 }
 
 void opt_free(struct options *o)
@@ -123,18 +148,22 @@ void opt_free(struct options *o)
 	for (size_t i = 0; i < o->n; i++) {
 		free(o->entries[i].key);
 		free(o->entries[i].value);
+		free(o->entries[i].where);
 	}
 	free(o->entries);
 	o->entries = NULL;
 	o->n = o->cap = 0;
 }
 
+/* The occurrence that counts: the last one of the strongest origin. */
 static const struct opt_entry *last(const struct options *o, enum opt_id id)
 {
-	for (size_t i = o->n; i-- > 0;)
-		if (o->entries[i].id == id)
-			return &o->entries[i];
-	return NULL;
+	const struct opt_entry *best = NULL;
+	for (size_t i = 0; i < o->n; i++)
+		if (o->entries[i].id == id &&
+		    (best == NULL || o->entries[i].origin >= best->origin))
+			best = &o->entries[i];
+	return best;
 }
 
 bool opt_given(const struct options *o, enum opt_id id)
