@@ -42,21 +42,11 @@ struct static_mime {
 
 /* Used when /etc/mime.types cannot be read (a minimal container). */
 static const char *const mime_builtin[] = {
-        "text/html html htm",
-        "text/css css",
-        "text/javascript js mjs",
-        "application/json json",
-        "application/xml xml",
-        "text/plain txt",
-        "image/svg+xml svg",
-        "image/png png",
-        "image/jpeg jpg jpeg",
-        "image/gif gif",
-        "image/webp webp",
-        "image/vnd.microsoft.icon ico",
-        "font/woff woff",
-        "font/woff2 woff2",
-        "application/wasm wasm",
+        "text/html html htm",    "text/css css",        "text/javascript js mjs",
+        "application/json json", "application/xml xml", "text/plain txt",
+        "image/svg+xml svg",     "image/png png",       "image/jpeg jpg jpeg",
+        "image/gif gif",         "image/webp webp",     "image/vnd.microsoft.icon ico",
+        "font/woff woff",        "font/woff2 woff2",    "application/wasm wasm",
         "application/pdf pdf",
 };
 
@@ -92,7 +82,8 @@ static int mime_line(struct static_mime *t, const char *line)
 	const char *p = line + strspn(line, ws);
 	size_t type_len = strcspn(p, ws);
 
-	if (*p == '#' || type_len == 0 || type_len > MIME_TYPE_MAX || memchr(p, '/', type_len) == NULL)
+	if (*p == '#' || type_len == 0 || type_len > MIME_TYPE_MAX ||
+	    memchr(p, '/', type_len) == NULL)
 		return 0;
 	const char *type = p;
 	for (p += type_len;;) {
@@ -220,9 +211,9 @@ static int http_date_format(time_t t, char out[HTTP_DATE_LEN + 1])
 	struct tm tm;
 	if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
 		return -1;
-	snprintf(out, HTTP_DATE_LEN + 1, "%s, %02d %s %04d %02d:%02d:%02d GMT", week_days[tm.tm_wday],
-	         tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	         tm.tm_sec);
+	snprintf(out, HTTP_DATE_LEN + 1, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+	         week_days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+	         tm.tm_hour, tm.tm_min, tm.tm_sec);
 	return 0;
 }
 
@@ -261,8 +252,8 @@ static time_t http_date_parse(const char *p, size_t len)
 	tm.tm_min = digits(p + 20, 2);
 	tm.tm_sec = digits(p + 23, 2);
 	if (day < 0 || mon < 0 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_year < 0 ||
-	    tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 ||
-	    tm.tm_sec < 0 || tm.tm_sec > 60)
+	    tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
+	    tm.tm_sec > 60)
 		return -1;
 	tm.tm_mon = mon;
 	tm.tm_year -= 1900;
@@ -496,8 +487,7 @@ static int add_string(char ***arr, size_t *n, char *s)
 	return 0;
 }
 
-static int add_option(struct static_config *sc, const struct opt_entry *e, char *err,
-                      size_t errlen)
+static int add_option(struct static_config *sc, const struct opt_entry *e, char *err, size_t errlen)
 {
 	const char *v = e->value ? e->value : "";
 	char *real;

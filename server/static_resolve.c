@@ -44,7 +44,7 @@ static int next_byte(const char *p, size_t len, size_t *i)
  */
 static int append_path(const char *p, size_t len, size_t i, char *out, size_t outlen, size_t o)
 {
-	size_t seg = 0; /* bytes in the current segment, held-back dots included */
+	size_t seg = 0;  /* bytes in the current segment, held-back dots included */
 	size_t dots = 0; /* held-back leading dots: seg == dots while only dots */
 
 	if (o + 1 >= outlen)
@@ -57,7 +57,7 @@ static int append_path(const char *p, size_t len, size_t i, char *out, size_t ou
 		if (ch == '/' && seg == dots) {
 			if (dots == 2)
 				return -1; /* ".." */
-			seg = dots = 0; /* "" or ".": dropped */
+			seg = dots = 0;    /* "" or ".": dropped */
 			continue;
 		}
 		if (ch == '.' && seg == dots && dots < 2) {

@@ -76,6 +76,16 @@
 	  "accepted: fork hooks always run")                                                       \
 	X(WORKER_RELOAD_MERCY, "worker-reload-mercy", OPT_INT, false, "60",                        \
 	  "seconds a worker may take to finish in-flight requests when stopping")                  \
+	X(YAML, "yaml", OPT_STR, true, NULL,                                                       \
+	  "read options from section [uwsgi] (or file.yml:section) of a YAML file")                \
+	X(INI, "ini", OPT_STR, true, NULL, "read options from an INI file (file.ini[:section])")   \
+	X(JSON, "json", OPT_STR, true, NULL,                                                       \
+	  "read options from a JSON file (file.json[:section])")                                   \
+	X(SET, "set", OPT_STR, true, NULL, "set an option or a placeholder: key=value")            \
+	X(SET_PLACEHOLDER, "set-placeholder", OPT_STR, true, NULL,                                 \
+	  "set a placeholder for %(key): key=value")                                               \
+	X(PRINT_CONFIG, "print-config", OPT_FLAG, false, NULL,                                     \
+	  "print the effective options (after expansion, defaults included) as INI, then exit")    \
 	X(HELP, "help", OPT_FLAG, false, NULL, "show this help")                                   \
 	X(VERSION, "version", OPT_FLAG, false, NULL, "print the version")                          \
 	X(OPTIONS_MD, "options-md", OPT_FLAG, false, NULL, "print docs/options.md")
@@ -85,6 +95,8 @@
 	X("workers", PROCESSES)                                                                    \
 	X("p", PROCESSES)                                                                          \
 	X("uwsgi-socket", SOCKET)                                                                  \
+	X("yml", YAML)                                                                             \
+	X("js", JSON)                                                                              \
 	X("s", SOCKET)                                                                             \
 	X("home", VIRTUALENV)                                                                      \
 	X("venv", VIRTUALENV)                                                                      \
@@ -176,6 +188,14 @@ bool opt_given(const struct options *o, enum opt_id id);
 /* Parses argv (argv[0] excluded). Returns 0, or -1 with a message in
  * <err>. `--opt value`, `--opt=value`, `-x value` for one-letter aliases. */
 int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen);
+
+/* Walks argv (argv[0] excluded) and calls <add> for each option with the
+ * name as typed and its value (NULL for a bare flag). Unknown names are
+ * passed on with the value given after '=' (if any): <add> judges them.
+ * A bare argument stands for a config file or app by its extension
+ * (.yaml/.yml, .ini, .json/.js, .py). Returns 0 or -1 with <err> set. */
+typedef int (*cli_add_fn)(void *ctx, const char *key, const char *value, char *err, size_t errlen);
+int cli_walk(int argc, char **argv, cli_add_fn add, void *ctx, char *err, size_t errlen);
 
 /* Prints --help, and the markdown for docs/options.md. */
 void cli_print_help(FILE *f);

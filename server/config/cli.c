@@ -13,7 +13,28 @@ static bool is_value(const char *arg)
 	return arg != NULL && (arg[0] != '-' || arg[1] == '\0');
 }
 
-int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen)
+/* A bare argument names a config file (or the app) by its extension, as
+ * in uWSGI: the option it stands for, or NULL. */
+static const char *bare_option(const char *arg)
+{
+	static const char *const ext[][2] = {
+		{".yaml", "yaml"}, {".yml", "yaml"},     {".ini", "ini"},
+		{".json", "json"}, {".js", "json"},      {".py", "wsgi-file"},
+	};
+	size_t n = strlen(arg);
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		size_t el = strlen(ext[i][0]);
+		if (n > el && strcmp(arg + n - el, ext[i][0]) == 0)
+			return ext[i][1];
+		/* "file.ini:section" */
+		const char *colon = strrchr(arg, ':');
+		if (colon && (size_t)(colon - arg) > el && strncmp(colon - el, ext[i][0], el) == 0)
+			return ext[i][1];
+	}
+	return NULL;
+}
+
+int cli_walk(int argc, char **argv, cli_add_fn add, void *ctx, char *err, size_t errlen)
 {
 	for (int i = 0; i < argc; i++) {
 		const char *arg = argv[i];
@@ -21,8 +42,17 @@ int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen
 		const char *value = NULL;
 
 		if (arg[0] != '-' || arg[1] == '\0') {
-			snprintf(err, errlen, "unexpected argument '%s'", arg);
-			return -1;
+			const char *opt = bare_option(arg);
+			if (opt == NULL) {
+				snprintf(err, errlen,
+					 "unexpected argument '%s' (a config file must end in .yaml, "
+					 ".yml, .ini, .json or .js; an app in .py)",
+					 arg);
+				return -1;
+			}
+			if (add(ctx, opt, arg, err, errlen) == -1)
+				return -1;
+			continue;
 		}
 		const char *name = arg + (arg[1] == '-' ? 2 : 1);
 		const char *eq = strchr(name, '=');
@@ -34,12 +64,8 @@ int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen
 		memcpy(key, name, klen);
 		key[klen] = '\0';
 		int id = opt_lookup(key);
-		if (id < 0) {
-			snprintf(err, errlen, "unknown option %s", arg);
-			return -1;
-		}
-		if (eq != NULL) {
-			value = eq + 1;
+		if (id < 0 || eq != NULL) {
+			value = eq ? eq + 1 : NULL; /* the callback judges unknown names */
 		} else if (opt_table[id].kind == OPT_STR || opt_table[id].kind == OPT_INT) {
 			if (i + 1 >= argc) {
 				snprintf(err, errlen, "option --%s needs a value", key);
@@ -50,10 +76,20 @@ int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen
 		           is_value(argv[i + 1 < argc ? i + 1 : i]) && i + 1 < argc) {
 			value = argv[++i];
 		}
-		if (opt_add(o, key, value, err, errlen) == -1)
+		if (add(ctx, key, value, err, errlen) == -1)
 			return -1;
 	}
 	return 0;
+}
+
+static int add_option(void *ctx, const char *key, const char *value, char *err, size_t errlen)
+{
+	return opt_add(ctx, key, value, err, errlen);
+}
+
+int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen)
+{
+	return cli_walk(argc, argv, add_option, o, err, errlen);
 }
 
 static const char *kind_arg(enum opt_kind k)

@@ -36,7 +36,7 @@
 
 #include "../../../server/static.c"
 
-#define TEST_TIMEOUT 20 /* seconds; SIGALRM ends a hung test */
+#define TEST_TIMEOUT 20         /* seconds; SIGALRM ends a hung test */
 #define MTIME        1700000000 /* Tue, 14 Nov 2023 22:13:20 GMT */
 #define MTIME_DATE   "Tue, 14 Nov 2023 22:13:20 GMT"
 #define ALPHABET     "abcdefghijklmnopqrstuvwxyz"
@@ -78,10 +78,8 @@ static const struct resolve_case resolve_cases[] = {
         {STATIC_MAP, "/static", "/srv/www", false, "", 0, 0, 0, NULL},
         {STATIC_MAP, "/static", "/srv/www", false, "/STATIC/a.css", 0, 0, 0, NULL},
         /* the prefix is compared decoded */
-        {STATIC_MAP, "/static", "/srv/www", false, "/st%61tic/a.css", 0, 0, 1,
-         "/srv/www/a.css"},
-        {STATIC_MAP, "/static", "/srv/www", false, "/static%2fa.css", 0, 0, 1,
-         "/srv/www/a.css"},
+        {STATIC_MAP, "/static", "/srv/www", false, "/st%61tic/a.css", 0, 0, 1, "/srv/www/a.css"},
+        {STATIC_MAP, "/static", "/srv/www", false, "/static%2fa.css", 0, 0, 1, "/srv/www/a.css"},
         /* the prefix does not match: 0 even for a bad rest */
         {STATIC_MAP, "/static", "/srv/www", false, "/other/../x", 0, 0, 0, NULL},
         /* traversal */
@@ -98,8 +96,7 @@ static const struct resolve_case resolve_cases[] = {
         {STATIC_MAP, "/static", "/srv/www", false, "/static//..//x", 0, 0, -1, NULL},
         /* dots that are names */
         {STATIC_MAP, "/static", "/srv/www", false, "/static/...", 0, 0, 1, "/srv/www/..."},
-        {STATIC_MAP, "/static", "/srv/www", false, "/static/..a/b..", 0, 0, 1,
-         "/srv/www/..a/b.."},
+        {STATIC_MAP, "/static", "/srv/www", false, "/static/..a/b..", 0, 0, 1, "/srv/www/..a/b.."},
         {STATIC_MAP, "/static", "/srv/www", false, "/static/.htaccess", 0, 0, 1,
          "/srv/www/.htaccess"},
         /* NUL, control characters, backslash */
@@ -117,8 +114,7 @@ static const struct resolve_case resolve_cases[] = {
         {STATIC_MAP, "/static", "/srv/www", false, "/static/%C3%A9t%c3%a9", 0, 0, 1,
          "/srv/www/\xc3\xa9t\xc3\xa9"},
         {STATIC_MAP, "/static", "/srv/www", false, "/static/100%", 0, 0, 1, "/srv/www/100%"},
-        {STATIC_MAP, "/static", "/srv/www", false, "/static/%zz%4", 0, 0, 1,
-         "/srv/www/%zz%4"},
+        {STATIC_MAP, "/static", "/srv/www", false, "/static/%zz%4", 0, 0, 1, "/srv/www/%zz%4"},
         {STATIC_MAP, "/static", "/srv/www", false, "/static/%252e%252e", 0, 0, 1,
          "/srv/www/%2e%2e"},
         /* <out> size: the name and its NUL must fit */
@@ -135,12 +131,10 @@ static const struct resolve_case resolve_cases[] = {
         /* --static-map2: the whole path under <dir> */
         {STATIC_MAP2, "/static", "/srv/www", false, "/static/a.css", 0, 0, 1,
          "/srv/www/static/a.css"},
-        {STATIC_MAP2, "/static", "/srv/www", false, "/staticfoo", 0, 0, 1,
-         "/srv/www/staticfoo"},
+        {STATIC_MAP2, "/static", "/srv/www", false, "/staticfoo", 0, 0, 1, "/srv/www/staticfoo"},
         {STATIC_MAP2, "/static", "/srv/www", false, "/x/a.css", 0, 0, 0, NULL},
         {STATIC_MAP2, "/static", "/srv/www", false, "/static/../x", 0, 0, -1, NULL},
-        {STATIC_MAP2, "/static", "/srv/www", false, "/st%61tic/b", 0, 0, 1,
-         "/srv/www/static/b"},
+        {STATIC_MAP2, "/static", "/srv/www", false, "/st%61tic/b", 0, 0, 1, "/srv/www/static/b"},
         /* --check-static: every path */
         {STATIC_CHECK, "", "/srv/www", false, "/a/b.css", 0, 0, 1, "/srv/www/a/b.css"},
         {STATIC_CHECK, "", "/srv/www", false, "/", 0, 0, 1, "/srv/www/"},
@@ -148,8 +142,7 @@ static const struct resolve_case resolve_cases[] = {
         {STATIC_CHECK, "", "/srv/www", false, "/../x", 0, 0, -1, NULL},
         {STATIC_CHECK, "", "/srv/www", false, "/%2e%2e/x", 0, 0, -1, NULL},
         /* a map to a file: any path under the prefix */
-        {STATIC_MAP, "/favicon.ico", "/srv/fav.ico", true, "/favicon.ico", 0, 0, 1,
-         "/srv/fav.ico"},
+        {STATIC_MAP, "/favicon.ico", "/srv/fav.ico", true, "/favicon.ico", 0, 0, 1, "/srv/fav.ico"},
         {STATIC_MAP, "/favicon.ico", "/srv/fav.ico", true, "/favicon.ico/x", 0, 0, 1,
          "/srv/fav.ico"},
         {STATIC_MAP, "/favicon.ico", "/srv/fav.ico", true, "/favicon.ic", 0, 0, 0, NULL},
@@ -294,8 +287,16 @@ static void test_date_format(void **state)
 
 static void test_date_round_trip(void **state)
 {
-	static const time_t times[] = {0, 1, 59, 86399, 86400, 784111777, 951782400 /* 2000-02-29 */,
-	                               1700000000, 2147483647, 4102444800 /* 2100 */,
+	static const time_t times[] = {0,
+	                               1,
+	                               59,
+	                               86399,
+	                               86400,
+	                               784111777,
+	                               951782400 /* 2000-02-29 */,
+	                               1700000000,
+	                               2147483647,
+	                               4102444800 /* 2100 */,
 	                               253402300799 /* 9999-12-31 23:59:59 */};
 	char out[HTTP_DATE_LEN + 1];
 
@@ -317,22 +318,14 @@ static void test_date_parse_refuses(void **state)
 	static const char *const bad[] = {
 	        "Sunday, 06-Nov-94 08:49:37 GMT", /* RFC 850 */
 	        "Sun Nov  6 08:49:37 1994",       /* asctime */
-	        "Sun, 06 Nov 1994 08:49:37 UTC",
-	        "Sun, 06 Nov 1994 08:49:37 GMT ",
-	        "Sun, 06 Nov 1994 08:49:37 GM",
-	        "Sun, 6 Nov 1994 08:49:37 GMT",
-	        "Xyz, 06 Nov 1994 08:49:37 GMT",
-	        "Sun, 06 Nox 1994 08:49:37 GMT",
-	        "Sun, 06 nov 1994 08:49:37 GMT",
-	        "Sun, 32 Nov 1994 08:49:37 GMT",
-	        "Sun, 00 Nov 1994 08:49:37 GMT",
-	        "Sun, 06 Nov 1994 24:49:37 GMT",
-	        "Sun, 06 Nov 1994 08:60:37 GMT",
-	        "Sun, 06 Nov 1994 08:49:61 GMT",
-	        "Sun, 06 Nov 19a4 08:49:37 GMT",
-	        "Sun, 06 Nov 1994 08-49-37 GMT",
-	        "Sun,_06 Nov 1994 08:49:37 GMT",
-	        "",
+	        "Sun, 06 Nov 1994 08:49:37 UTC",  "Sun, 06 Nov 1994 08:49:37 GMT ",
+	        "Sun, 06 Nov 1994 08:49:37 GM",   "Sun, 6 Nov 1994 08:49:37 GMT",
+	        "Xyz, 06 Nov 1994 08:49:37 GMT",  "Sun, 06 Nox 1994 08:49:37 GMT",
+	        "Sun, 06 nov 1994 08:49:37 GMT",  "Sun, 32 Nov 1994 08:49:37 GMT",
+	        "Sun, 00 Nov 1994 08:49:37 GMT",  "Sun, 06 Nov 1994 24:49:37 GMT",
+	        "Sun, 06 Nov 1994 08:60:37 GMT",  "Sun, 06 Nov 1994 08:49:61 GMT",
+	        "Sun, 06 Nov 19a4 08:49:37 GMT",  "Sun, 06 Nov 1994 08-49-37 GMT",
+	        "Sun,_06 Nov 1994 08:49:37 GMT",  "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (http_date_parse(bad[i], strlen(bad[i])) != -1)
@@ -429,8 +422,8 @@ static void test_etag_list(void **state)
 static void test_setup_errors(void **state)
 {
 	static const char *const bad[][2] = {
-	        {"static-map", "/static"},    {"static-map", "=/srv"},   {"static-map", "/s="},
-	        {"static-map2", "/static"},   {"check-static", ""},      {"static-index", ""},
+	        {"static-map", "/static"},    {"static-map", "=/srv"}, {"static-map", "/s="},
+	        {"static-map2", "/static"},   {"check-static", ""},    {"static-index", ""},
 	        {"static-index", "a/b.html"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -770,13 +763,13 @@ static void test_serve_304_if_none_match(void **state)
 {
 	struct fixture *f = *state;
 	/* before and after our ETag in the field */
-	const char *const lists[][2] = {{"", ""}, {"W/", ""}, {"\"zz\", ", ""},
-	                                {"\"zz\",W/", " , \"yy\""}};
+	const char *const lists[][2] = {
+	        {"", ""}, {"W/", ""}, {"\"zz\", ", ""}, {"\"zz\",W/", " , \"yy\""}};
 
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		char req[512];
-		snprintf(req, sizeof(req), GET("/s/a.txt", "If-None-Match: %s%s%s\r\n"), lists[i][0],
-		         our_etag(), lists[i][1]);
+		snprintf(req, sizeof(req), GET("/s/a.txt", "If-None-Match: %s%s%s\r\n"),
+		         lists[i][0], our_etag(), lists[i][1]);
 		assert_int_equal(serve(f, req), 1);
 		assert_int_equal(status(f), 304);
 		assert_string_equal(header(f, "ETag"), our_etag());
@@ -788,8 +781,8 @@ static void test_serve_304_if_none_match(void **state)
 	assert_int_equal(status(f), 304);
 	/* a second field counts as well */
 	char req[512];
-	snprintf(req, sizeof(req), GET("/s/a.txt", "If-None-Match: \"zz\"\r\nIf-None-Match: %s\r\n"),
-	         our_etag());
+	snprintf(req, sizeof(req),
+	         GET("/s/a.txt", "If-None-Match: \"zz\"\r\nIf-None-Match: %s\r\n"), our_etag());
 	assert_int_equal(serve(f, req), 1);
 	assert_int_equal(status(f), 304);
 	/* no match: the file; If-Modified-Since is then not looked at */
@@ -819,9 +812,9 @@ static void test_serve_304_if_modified_since(void **state)
 	assert_int_equal(status(f), 200);
 	assert_string_equal(body(f), ALPHABET);
 	/* a date in another format is ignored */
-	assert_int_equal(
-	        serve(f, GET("/s/a.txt", "If-Modified-Since: Wednesday, 15-Nov-23 00:00:00 GMT\r\n")),
-	        1);
+	assert_int_equal(serve(f, GET("/s/a.txt",
+	                              "If-Modified-Since: Wednesday, 15-Nov-23 00:00:00 GMT\r\n")),
+	                 1);
 	assert_int_equal(status(f), 200);
 	/* HEAD too */
 	assert_int_equal(serve(f, "HEAD /s/a.txt HTTP/1.1\r\nHost: x\r\n"
@@ -879,7 +872,9 @@ static void test_serve_range_ignored(void **state)
 {
 	struct fixture *f = *state;
 	const char *const extra[] = {
-	        "Range: bytes=0-1,4-5\r\n", "Range: bytes=5-2\r\n", "Range: pages=1-2\r\n",
+	        "Range: bytes=0-1,4-5\r\n",
+	        "Range: bytes=5-2\r\n",
+	        "Range: pages=1-2\r\n",
 	        "Range: bytes=0-1\r\nRange: bytes=3-4\r\n",
 	        "Range: bytes=0-1\r\nIf-Range: \"other\"\r\n",
 	        "Range: bytes=0-1\r\nIf-Range: Wed, 15 Nov 2023 00:00:00 GMT\r\n",
@@ -977,8 +972,8 @@ static void test_serve_falls_through(void **state)
 	assert_int_equal(serve(f, GET("/s/missing.txt", "")), 0);
 	assert_int_equal(serve(f, GET("/other/a.txt", "")), 0);
 	assert_int_equal(serve(f, GET("/", "")), 0);
-	assert_int_equal(
-	        serve(f, "POST /s/a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), 0);
+	assert_int_equal(serve(f, "POST /s/a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+	                 0);
 	assert_int_equal(serve(f, "PUT /s/a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
 	                 0);
 	assert_int_equal(serve(f, "get /s/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
@@ -1053,8 +1048,7 @@ static size_t uwsgi_var(char *p, size_t n, const char *key, const char *value)
 
 /* Serves a uwsgi packet (as nginx's uwsgi_pass sends) with GET <path_info>
  * and one more var <key>=<value> (when <key> is not NULL). */
-static int serve_uwsgi(struct fixture *f, const char *path_info, const char *key,
-                       const char *value)
+static int serve_uwsgi(struct fixture *f, const char *path_info, const char *key, const char *value)
 {
 	char pkt[1024];
 	size_t n = 4;
@@ -1167,9 +1161,9 @@ static void test_serve_large_file(void **state)
 	free(data);
 }
 
-#define T(fn)    cmocka_unit_test(fn)
-#define TF(fn)   cmocka_unit_test_setup_teardown(fn, setup, teardown)
-#define TA(fn)   cmocka_unit_test_setup_teardown(fn, alarm_setup, alarm_teardown)
+#define T(fn)  cmocka_unit_test(fn)
+#define TF(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TA(fn) cmocka_unit_test_setup_teardown(fn, alarm_setup, alarm_teardown)
 
 static int alarm_setup(void **state)
 {

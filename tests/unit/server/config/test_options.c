@@ -464,8 +464,28 @@ static void test_not_a_boolean(void **state)
 
 static void test_unexpected_argument(void **state)
 {
-	REFUSED("app.py", NULL, "app.py");
+	REFUSED("app.txt", NULL, "app.txt");
 	REFUSED("'-'", NULL, "--master", "-");
+}
+
+/* A bare argument names a config file or the app by its extension. */
+static void test_bare_argument_by_extension(void **state)
+{
+	static const char *const cases[][2] = {
+		{"app.py", "wsgi-file"}, {"site.yaml", "yaml"},     {"site.yml", "yaml"},
+		{"site.ini", "ini"},     {"site.ini:prod", "ini"}, {"site.json", "json"},
+		{"site.js", "json"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct options o = {0};
+		char err[256];
+		char *argv[] = {(char *)cases[i][0]};
+		assert_int_equal(cli_parse(&o, 1, argv, err, sizeof(err)), 0);
+		assert_int_equal(o.n, 1);
+		assert_string_equal(o.entries[0].key, cases[i][1]);
+		assert_string_equal(o.entries[0].value, cases[i][0]);
+		opt_free(&o);
+	}
 }
 
 static void test_malformed_option(void **state)
@@ -591,6 +611,7 @@ int main(void)
 	        T(test_not_an_integer),
 	        T(test_not_a_boolean),
 	        T(test_unexpected_argument),
+	        T(test_bare_argument_by_extension),
 	        T(test_malformed_option),
 	        T(test_opt_add_validates),
 	        T(test_markdown_lists_every_option),
