@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <unistd.h>
+
+#include "mulefarm/config_load.h"
 #include "mulefarm/master.h"
 #include "mulefarm/server.h"
 
@@ -15,7 +18,8 @@ int main(int argc, char **argv)
 	static struct server srv;
 	char err[512];
 
-	if (cli_parse(&opts, argc - 1, argv + 1, err, sizeof(err)) == -1) {
+	if (config_load(&opts, argc - 1, argv + 1, environ, MULEFARM_VERSION, err, sizeof(err)) ==
+	    -1) {
 		fprintf(stderr, "mulefarm: %s (see --help)\n", err);
 		return 2;
 	}
@@ -29,6 +33,10 @@ int main(int argc, char **argv)
 	}
 	if (opt_flag(&opts, OPT_OPTIONS_MD)) {
 		cli_print_markdown(stdout);
+		return 0;
+	}
+	if (opt_flag(&opts, OPT_PRINT_CONFIG)) {
+		config_print(&opts, stdout);
 		return 0;
 	}
 	if (config_settle(&srv.cfg, &opts, err, sizeof(err)) == -1) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "mulefarm/conn.h"
+#include "mulefarm/config_load.h"
 #include "mulefarm/log.h"
 #include "mulefarm/master.h"
 #include "mulefarm/proc.h"
@@ -92,11 +93,8 @@ static int open_listeners(struct server *srv)
 	size_t n = 0;
 	for (size_t i = 0; i < o->n; i++)
 		n += is_socket_option(o->entries[i].id);
-	if (n == 0) {
-		log_info("no socket to serve: give --http-socket ADDR, --http ADDR or --socket "
-		         "ADDR");
-		return -1;
-	}
+	bool fallback = n == 0; /* the default: HTTP on 127.0.0.1:8080 */
+	n += fallback;
 	if (set_umask(opt_str(o, OPT_UMASK)) == -1)
 		return -1;
 	srv->ls.l = calloc(n, sizeof(struct listener));
@@ -112,6 +110,15 @@ static int open_listeners(struct server *srv)
 			return -1;
 		srv->ls.n++;
 		log_info("%s listening on %s (fd %d)", e->key, l->name, l->fd);
+	}
+	if (fallback) {
+		struct listener *l = &srv->ls.l[srv->ls.n];
+		l->proto = PROTO_HTTP;
+		if (listener_open(l, CONFIG_DEFAULT_SOCKET, (int)opt_int(o, OPT_LISTEN), mode,
+		                  owner) == -1)
+			return -1;
+		srv->ls.n++;
+		log_info("no socket given: http-socket listening on %s (fd %d)", l->name, l->fd);
 	}
 	return 0;
 }

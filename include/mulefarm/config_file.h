@@ -13,40 +13,55 @@
 #include <stddef.h>
 
 struct cfg_item {
-	const char *key;   /* as written */
-	const char *value; /* NULL for a bare flag (an INI key without '=') */
+	const char *key;   /* as written; never empty */
+	const char *value; /* NULL for a bare flag (an INI key without '=', a YAML null) */
 	const char *file;  /* the path as given */
 	int line;          /* 1-based */
 };
 
 /* Called for each option; a non-zero return stops the reader, which then
- * returns that value (the callback writes its own message to <err>). */
+ * returns that value (the callback writes its own message to <err>). The
+ * strings in <item> live only until the callback returns: copy them. */
 typedef int (*cfg_emit_fn)(void *ctx, const struct cfg_item *item, char *err, size_t errlen);
 
 /*
- * Reads section <section> ("uwsgi" when NULL) of <path>. Returns 0, -1 with
- * a message in <err> (unreadable file, syntax error, missing section, a
- * value of the wrong shape), or the callback's non-zero result.
+ * Reads section <section> ("uwsgi" when NULL or "") of <path>. Returns 0, -1
+ * with a message in <err> (unreadable file, syntax error, missing section, a
+ * value of the wrong shape), or the callback's non-zero result. The whole
+ * file is checked before the first option goes out, so on -1 the callback
+ * was not called. Messages start "<path>:<line>: " when a line is known,
+ * else "<path>: "; an unreadable file gives "<path>: cannot read: <strerror>",
+ * a missing section "<path>: no '<section>' section". A section that
+ * appears more than once counts every time, in order, in all three formats.
+ * A UTF-8 byte order mark is skipped. Any process may call these.
  *
  * YAML: real YAML through libyaml. The section is a top-level mapping key;
- * its value must be a mapping. Scalars (plain or quoted) are values; a
- * sequence gives one item per element; a key repeated in the mapping gives
- * repeated items, as uWSGI's own reader does; a nested mapping inside the
- * section is an error naming the key. Other top-level keys are skipped
- * whatever their shape. Comments are comments.
+ * its value must be a mapping (or null: an empty section). Scalars (plain
+ * or quoted) are values, as YAML unquotes them; a YAML null (empty, "~",
+ * "null" unquoted) is a bare flag; booleans and numbers stay their text
+ * ("true", "027"). A sequence gives one item per element (elements must be
+ * scalars). A key repeated in the mapping gives repeated items, as uWSGI's
+ * own reader does; a nested mapping inside the section is an error naming
+ * the key. Other top-level keys are skipped whatever their shape. Comments
+ * are comments. Line numbers are the key's, or each element's for a
+ * sequence. Only one document: a second non-empty one is an error.
  *
  * INI: uWSGI's rules: "[name]" starts a section and every block with that
- * name counts (they merge, in order); "key = value" (whitespace around key
- * and value trimmed, no quote processing); a line that is only a key is a
- * bare flag (value NULL); full lines starting with ';' or '#' are
- * comments; blank lines are skipped. A line that is none of these is an
- * error with its line number.
+ * name counts (they merge, in order; the name is not trimmed); "key =
+ * value" (split at the first '=', whitespace around key and value trimmed,
+ * no quote processing, no inline comments); a line that is only a key is a
+ * bare flag (value NULL); full lines starting with ';' or '#' (after
+ * leading white space) are comments; blank lines are skipped; lines before
+ * the first header belong to no section. A line that is none of these ("[x"
+ * without ']', "= v" without a key, a NUL byte) is an error with its line
+ * number.
  *
  * JSON: the file is one object; the section is a key whose value is an
  * object; strings are values, numbers their text, true "1", false and
  * null "0", an array gives one item per element (elements must be
- * scalars); nested objects inside the section are an error. Line numbers
- * are those of the key.
+ * scalars); nested objects inside the section are an error; a repeated key
+ * gives repeated items. Line numbers are those of the key. Nesting deeper
+ * than 64 levels anywhere is an error.
  */
 int cfg_read_yaml(const char *path, const char *section, cfg_emit_fn emit, void *ctx, char *err,
                   size_t errlen);

@@ -55,8 +55,9 @@
 	  "file names tried for a directory (e.g. index.html)")                                    \
 	X(STATIC_SAFE, "static-safe", OPT_STR, true, NULL,                                         \
 	  "a directory static files may resolve into (e.g. through symlinks)")                     \
-	X(PROCESSES, "processes", OPT_INT, false, "1", "number of worker processes")               \
-	X(THREADS, "threads", OPT_INT, false, "1", "Python threads per worker")                    \
+	X(PROCESSES, "processes", OPT_INT, false, NULL,                                            \
+	  "number of worker processes (default: one per CPU core)")                                \
+	X(THREADS, "threads", OPT_INT, false, "4", "Python threads per worker")                    \
 	X(ENABLE_THREADS, "enable-threads", OPT_FLAG, false, NULL,                                 \
 	  "accepted for compatibility: threads are always enabled")                                \
 	X(MASTER, "master", OPT_FLAG, false, NULL,                                                 \

@@ -3,6 +3,7 @@
  */
 #include <stdio.h>
 
+#include "mulefarm/config_load.h"
 #include "mulefarm/server.h"
 
 static int range(long v, long lo, long hi, const char *name, char *err, size_t errlen)
@@ -15,7 +16,9 @@ static int range(long v, long lo, long hi, const char *name, char *err, size_t e
 
 int config_settle(struct config *cfg, const struct options *o, char *err, size_t errlen)
 {
-	long processes = opt_int(o, OPT_PROCESSES), threads = opt_int(o, OPT_THREADS);
+	long processes = opt_given(o, OPT_PROCESSES) ? opt_int(o, OPT_PROCESSES)
+	                                             : config_default_processes();
+	long threads = opt_int(o, OPT_THREADS);
 	long bufsize = opt_int(o, OPT_BUFFER_SIZE), timeout = opt_int(o, OPT_SOCKET_TIMEOUT);
 	long keepalive = opt_int(o, OPT_KEEPALIVE_TIMEOUT);
 	long mercy = opt_int(o, OPT_WORKER_RELOAD_MERCY);

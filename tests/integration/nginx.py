@@ -291,9 +291,10 @@ def request_vars(method="GET", path="/", query="", body_len=0, content_type="", 
     ] + list(extra)
 
 
-def uwsgi_exchange(addr, data, timeout=5.0):
+def uwsgi_exchange(addr, data, timeout=5.0, method="GET"):
     """Connect to a uwsgi socket, send <data>, and return (response or None
-    if the server closed without one, every byte received until close)."""
+    if the server closed without one, every byte received until close).
+    The response gets .rest: the bytes after it."""
     conn = httpclient.RawConn(addr, timeout)
     try:
         conn.send(data)
@@ -307,7 +308,7 @@ def uwsgi_exchange(addr, data, timeout=5.0):
     parser.eof = False
     parser.sock = _NoSock()
     try:
-        resp = parser.read_response()
+        resp = parser.read_response(method)
     except (httpclient.ConnectionClosed, ValueError):
         return None, raw
     resp.rest = parser.buf  # bytes after the first response

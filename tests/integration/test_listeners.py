@@ -136,10 +136,26 @@ def test_two_sockets(server, tmp_path):
     assert raw_get(("127.0.0.1", p2), "/uri/two").body == b"/uri/two"
 
 
-def test_no_socket_is_an_error(server):
-    srv = server(BASIC, addr=("127.0.0.1", 1), wait=False)
-    rc = srv.wait_exit(10)
-    assert rc != 0
+def _port_free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_no_socket_defaults_to_http_on_8080(server):
+    p = subprocess.run([BIN] + BASIC + ["--print-config"], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0
+    assert "http-socket = 127.0.0.1:8080" in p.stdout
+    if not _port_free(8080):
+        pytest.skip("127.0.0.1:8080 is busy here; the --print-config check above still ran")
+    srv = server(BASIC, addr=("127.0.0.1", 8080))
+    assert srv.get("/")[0] == 200
+    assert "no socket given" in srv.log_text()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import struct
@@ -22,11 +23,10 @@ from conftest import ServerFactory, _fail_on_crash, app_path, free_port_number, 
 from httpclient import RawConn, chunk_encode, simple_request
 from nginx import packet, request_vars, uwsgi_exchange
 
-pytestmark = pytest.mark.skipif(not nginx.have_nginx(), reason="nginx (/usr/sbin/nginx) is not installed")
-
 BASIC = app_path("basic.py")
 VALIDATED = app_path("validated.py")
 MB = 1024 * 1024
+STATIC_TXT = b"static through nginx: " + bytes(range(48, 123)) + b"\n"
 
 
 # ---------------------------------------------------------------------------
@@ -41,13 +41,26 @@ class Stack:
         self.dir = nginx.shared_dir()
         self.factory = ServerFactory(tmp)
         self.ngx = None
+        try:
+            self._start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self):
         sites = {}
         self.servers = {}
+        self.www = os.path.join(self.dir, "www")
+        os.mkdir(self.www)
+        with open(os.path.join(self.www, "hello.txt"), "wb") as f:
+            f.write(STATIC_TXT)
         for app, path in (("basic", BASIC), ("valid", VALIDATED)):
             port = free_port_number()
             sock = os.path.join(self.dir, app + ".sock")
             self.servers[app] = self.factory(
                 [
+                    "--static-map",
+                    "/static=" + self.www,
                     "--wsgi-file",
                     path,
                     "--socket",
@@ -85,13 +98,13 @@ class Stack:
         if self.ngx:
             self.ngx.cleanup()
         self.factory.cleanup()
-        import shutil
-
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    if not nginx.have_nginx():
+        pytest.skip("nginx (%s) or %s is not installed" % (nginx.NGINX, nginx.UWSGI_PARAMS))
     st = Stack(tmp_path_factory.mktemp("ngx"))
     try:
         yield st
@@ -214,6 +227,40 @@ def test_path_info_not_decoded_twice(stack, via):
     assert e["REQUEST_URI"] == "/env/x%2525y"
 
 
+def test_static_file_through_nginx(stack, via):
+    r = stack.request(via, "GET", "/static/hello.txt")
+    assert r.status == 200 and r.body == STATIC_TXT, "%r\n%s" % (r, stack.diag())
+    etag, lm = r.header("ETag"), r.header("Last-Modified")
+    assert etag and lm, r
+    r = stack.request(via, "GET", "/static/hello.txt", headers=[("Range", "bytes=0-5")])
+    assert r.status == 206 and r.body == STATIC_TXT[:6], r
+    assert r.header("Content-Range") == "bytes 0-5/%d" % len(STATIC_TXT)
+    r = stack.request(via, "GET", "/static/hello.txt", headers=[("If-None-Match", etag)])
+    assert r.status == 304 and r.body == b"", r
+    r = stack.request(via, "GET", "/static/hello.txt", headers=[("If-Modified-Since", lm)])
+    assert r.status == 304, r
+    r = stack.request(via, "HEAD", "/static/hello.txt")
+    assert r.status == 200 and r.body == b"" and r.header("Content-Length") == str(len(STATIC_TXT)), r
+    # missing: the app answers
+    r = stack.request(via, "GET", "/static/nope.txt")
+    assert r.status == 200 and r.body == b"hello\n", r
+
+
+def test_parallel_requests_through_nginx(stack, via):
+    import concurrent.futures
+
+    def one(i):
+        return stack.request(via, "GET", "/sleep?s=0.3")
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(one, range(8)))
+    elapsed = time.monotonic() - t0
+    assert all(r.status == 200 and r.body == b"slept\n" for r in results), results
+    # 2 workers x 2 threads: about 2 rounds of 0.3 s, far from 8 x 0.3 s
+    assert elapsed < 1.8, elapsed
+
+
 # -- wsgiref.validate through nginx -------------------------------------------
 
 
@@ -278,7 +325,8 @@ def application(environ, start_response):
 
 class Direct:
     """mulefarm with basic.py on a TCP uwsgi socket (--uwsgi-socket, the
-    alias) and --buffer-size 4096; a directory on --pythonpath holds a
+    alias), --buffer-size 4096, --limit-post 3000000 and a --static-map
+    /static; a directory on --pythonpath holds a
     module that records any import of itself (magic vars must not load it)."""
 
     def __init__(self, tmp):
@@ -288,9 +336,22 @@ class Direct:
         self.marker = tmp / "hijack-imported"
         for name in ("hijack.py", "hijack_file.py"):
             (self.hijack_dir / name).write_text(HIJACK_APP % str(self.marker))
+        self.www = tmp / "www"
+        self.www.mkdir()
+        (self.www / "with space.txt").write_bytes(b"spaced\n")
+        (self.www / "100%.txt").write_bytes(b"percent\n")
+        (self.www / "100.txt").write_bytes(b"not this one\n")
+        (tmp / "secret.txt").write_bytes(b"SECRET-DIRECT")
         self.factory = ServerFactory(tmp / "srv")
         self.port = free_port_number()
         self.addr = ("127.0.0.1", self.port)
+        try:
+            self._start()
+        except BaseException:
+            self.factory.cleanup()
+            raise
+
+    def _start(self):
         self.srv = self.factory(
             [
                 "--wsgi-file",
@@ -299,6 +360,10 @@ class Direct:
                 "127.0.0.1:%d" % self.port,
                 "--buffer-size",
                 "4096",
+                "--limit-post",
+                "3000000",
+                "--static-map",
+                "/static=%s" % self.www,
                 "--pythonpath",
                 str(self.hijack_dir),
                 "--processes",
@@ -308,9 +373,9 @@ class Direct:
             ]
         )
 
-    def send(self, data, timeout=5.0):
+    def send(self, data, timeout=5.0, method="GET"):
         try:
-            return uwsgi_exchange(self.addr, data, timeout)
+            return uwsgi_exchange(self.addr, data, timeout, method)
         except socket.timeout:
             pytest.fail(
                 "the uwsgi socket neither answered nor closed within %.0f s\n--- log ---\n%s"
@@ -547,6 +612,109 @@ def test_unix_socket_chmod_660(server):
         assert resp is not None and resp.status == 200 and resp.body == b"hello\n", (resp, raw[:200], srv.log_text())
         srv.cleanup()
     finally:
-        import shutil
-
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _refused(direct, resp, raw):
+    if resp is not None:
+        assert 400 <= resp.status < 600, resp
+        assert b"hello" not in resp.body
+    else:
+        assert raw == b"", "neither an HTTP response nor a clean close: %r" % raw[:200]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0x10", " 5", "5 ", "+5", "99999999999999999999999"])
+def test_invalid_content_length_refused(direct, value):
+    pid = direct.worker_pid()
+    pairs = [(k, value if k == "CONTENT_LENGTH" else v) for k, v in request_vars("POST", "/echo")]
+    resp, raw = direct.send(packet(pairs, b"hello"))
+    _refused(direct, resp, raw)
+    assert direct.worker_pid() == pid
+
+
+def test_limit_post_applies_to_content_length(direct):
+    # only the vars: refused on CONTENT_LENGTH alone, without waiting for a body
+    resp, raw = direct.send(packet(request_vars("POST", "/echo", body_len=5000000)), timeout=3)
+    assert resp is not None and resp.status == 413, (resp, raw[:200])
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["too-many-vars", "empty-key", "no-vars", "no-method", "truncated-header", "vars-shorter-than-datasize"],
+)
+def test_bad_packets_refused_worker_survives(direct, kind):
+    pid = direct.worker_pid()
+    if kind == "too-many-vars":
+        data = packet(request_vars() + [("HTTP_X_%d" % i, "") for i in range(250)])
+    elif kind == "empty-key":
+        data = packet([("", "x")] + request_vars())
+    elif kind == "no-vars":
+        data = packet([])
+    elif kind == "no-method":
+        data = packet([(k, v) for k, v in request_vars() if k != "REQUEST_METHOD"])
+    elif kind == "truncated-header":
+        data = b"\x00\x10"
+    else:
+        full = packet(request_vars())
+        data = full[:-7]  # datasize promises 7 more bytes that never come
+    with RawConn(direct.addr, timeout=8) as c:
+        c.send(data)
+        c.sock.shutdown(socket.SHUT_WR)  # no more bytes: the server must not wait forever
+        try:
+            raw = c.read_until_close()
+        except socket.timeout:
+            pytest.fail("no answer and no close after a %s packet and EOF" % kind)
+    if raw:
+        assert raw.startswith(b"HTTP/1.") and raw[9:10] in (b"4", b"5"), raw[:200]
+    assert direct.worker_pid() == pid
+
+
+def test_client_gone_mid_body(direct):
+    pid = direct.worker_pid()
+    for _ in range(3):
+        with RawConn(direct.addr, timeout=5) as c:
+            c.send(packet(request_vars("POST", "/hash", body_len=100000), b"x" * 1000))
+    assert direct.worker_pid() == pid
+    assert direct.ok(packet(request_vars(path="/"))).body == b"hello\n"
+
+
+def test_head_has_no_body(direct):
+    resp, raw = direct.send(packet(request_vars(method="HEAD", path="/")), method="HEAD")
+    assert resp is not None and resp.status == 200, raw[:200]
+    assert resp.rest == b"", "body bytes after a HEAD response: %r" % resp.rest[:100]
+
+
+def test_https_off_is_http(direct):
+    assert direct.env(extra=[("HTTPS", "off")])["wsgi.url_scheme"] == "http"
+
+
+def test_static_over_uwsgi_path_info_not_decoded_again(direct):
+    # PATH_INFO as nginx sends it: decoded. "100%.txt" is that name, not
+    # "100" + a broken escape, and a space is a space.
+    r = direct.ok(packet(request_vars(path="/static/with space.txt", uri="/static/with%20space.txt")))
+    assert r.body == b"spaced\n"
+    r = direct.ok(packet(request_vars(path="/static/100%.txt", uri="/static/100%25.txt")))
+    assert r.body == b"percent\n"
+
+
+@pytest.mark.parametrize("path", ["/static/../secret.txt", "/static/%2e%2e/secret.txt", "/static/..%2fsecret.txt"])
+def test_static_over_uwsgi_traversal(direct, path):
+    resp, raw = direct.send(packet(request_vars(path=path)))
+    assert b"SECRET-DIRECT" not in raw
+
+
+def test_stalled_partial_packet_times_out(server):
+    port = free_port_number()
+    srv = server(["--wsgi-file", BASIC, "--socket", "127.0.0.1:%d" % port, "--socket-timeout", "1"])
+    t0 = time.monotonic()
+    with RawConn(("127.0.0.1", port), timeout=6) as c:
+        c.send(packet(request_vars())[:20])  # and then nothing, connection kept open
+        try:
+            raw = c.read_until_close()
+        except socket.timeout:
+            pytest.fail("a stalled uwsgi client was not dropped after --socket-timeout 1")
+    assert time.monotonic() - t0 < 5
+    assert not raw or raw.startswith(b"HTTP/1."), raw[:200]
+    resp, _ = uwsgi_exchange(("127.0.0.1", port), packet(request_vars()))
+    assert resp is not None and resp.status == 200
+    assert srv.running()

@@ -9,6 +9,7 @@ Layout of the file tree (built once per module):
         escape -> ../secret          symlinks out of the root: refused
         escape.txt -> ../secret/secret.txt
         shared-link.txt -> ../safe/shared.txt   (--static-safe ROOT/safe: served)
+        alias.css -> style.css                  (inside the root: served)
     ROOT/secret/secret.txt   never to be served
     ROOT/multiA, ROOT/multiB two --static-map /multi=... tried in order
     ROOT/m2root/m2/x.txt     --static-map2 /m2=ROOT/m2root
@@ -21,12 +22,12 @@ import email.utils
 import hashlib
 import json
 import os
-import time
 
 import pytest
 
-from conftest import ServerFactory, _fail_on_crash, app_path, APPS
+from conftest import APPS, ServerFactory, _fail_on_crash, app_path, free_port_number
 from httpclient import ConnectionClosed, simple_request
+from nginx import packet, request_vars, uwsgi_exchange
 
 BASIC = app_path("basic.py")
 SECRET = b"TOP-SECRET-7f3a9c1e-do-not-serve"
@@ -51,6 +52,7 @@ def build_tree(root):
     os.symlink("../secret", www / "escape")
     os.symlink("../secret/secret.txt", www / "escape.txt")
     os.symlink("../safe/shared.txt", www / "shared-link.txt")
+    os.symlink("style.css", www / "alias.css")  # inside the root: fine
     for d, files in (("multiA", {"a.txt": b"from A\n", "both.txt": b"both from A\n"}),
                      ("multiB", {"b.txt": b"from B\n", "both.txt": b"both from B\n"})):
         (root / d).mkdir()
@@ -253,6 +255,75 @@ def test_symlink_into_static_safe_is_served(srv):
     assert r.status == 200 and r.body == b"shared via static-safe\n", r
 
 
+def test_symlink_inside_root_is_served(srv):
+    r = get(srv, "/static/alias.css")
+    assert r.status == 200 and r.body == CSS, r
+
+
+def test_prefix_is_a_plain_string_prefix_as_in_uwsgi(srv):
+    # uWSGI matches --static-map prefixes as plain strings and always puts a
+    # '/' between the directory and the rest: "/staticstyle.css" is served
+    # from <dir>/style.css. mulefarm keeps that (README, "Static files").
+    r = get(srv, "/staticstyle.css")
+    assert r.body == CSS, r
+    r = get(srv, "/static-x/style.css")
+    assert r.body == b"hello\n", r
+
+
+def test_http10_client(srv):
+    with srv.raw() as c:
+        c.send(simple_request("GET", "/static/data.txt", version="HTTP/1.0"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == DATA, r
+        assert c.is_closed(3), "HTTP/1.0 without keep-alive: the server must close"
+
+
+def test_big_file_then_small_on_one_connection(srv, tree):
+    want = (tree / "www" / "big.bin").read_bytes()
+    with srv.raw(timeout=20) as c:
+        c.send(simple_request("GET", "/static/big.bin"))
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == len(want) and r.body == want
+        c.send(simple_request("GET", "/static/style.css", close=True))
+        r2 = c.read_response()
+    assert r2.status == 200 and r2.body == CSS, r2
+
+
+def test_client_abort_during_big_file(srv):
+    for _ in range(3):
+        with srv.raw() as c:
+            c.send(simple_request("GET", "/static/big.bin"))
+            c.read_line()  # the status line, then go away mid-body
+    r = get(srv, "/static/style.css")
+    assert r.status == 200 and r.body == CSS, r
+    assert srv.running()
+
+
+def test_multiple_ranges_not_mangled(srv):
+    r = get(srv, "/static/data.txt", [("Range", "bytes=0-1,5-6")])
+    if r.status == 200:
+        assert r.body == DATA
+    else:
+        assert r.status == 206, r
+        assert r.header("Content-Type", "").startswith("multipart/byteranges"), r
+
+
+@pytest.mark.parametrize("spec", ["bytes=abc", "pages=0-9", "bytes=9-0"])
+def test_invalid_range_ignored(srv, spec):
+    r = get(srv, "/static/data.txt", [("Range", spec)])
+    assert r.status in (200, 416), r
+    if r.status == 200:
+        assert r.body == DATA
+
+
+def test_range_with_if_range(srv):
+    etag = get(srv, "/static/data.txt").header("ETag")
+    r = get(srv, "/static/data.txt", [("Range", "bytes=0-9"), ("If-Range", etag)])
+    assert r.status == 206 and r.body == DATA[:10], r
+    r = get(srv, "/static/data.txt", [("Range", "bytes=0-9"), ("If-Range", '"stale"')])
+    assert r.status == 200 and r.body == DATA, r
+
+
 TRAVERSALS = [
     "/static/../secret/secret.txt",
     "/static/%2e%2e/secret/secret.txt",
@@ -271,6 +342,9 @@ TRAVERSALS = [
     "/static/escape.txt",
     "/static/escape%2fsecret.txt",
     "/static/./escape.txt",
+    "/static../secret/secret.txt",
+    "/static%2f..%2fsecret%2fsecret.txt",
+    "/static/%252e%252e/secret/secret.txt",
     "/m2/../secret/secret.txt",
     "/m2/%2e%2e/%2e%2e/secret/secret.txt",
     "/multi/../secret/secret.txt",
@@ -321,12 +395,15 @@ def msrv(tmp_path_factory):
             "--wsgi-file", BASIC,
             "--pythonpath", str(APPS),
             "--mount", "/app=mounted:application",
-            "--mount", "/other/deep=mounted:other",
+            "--mount", "/app/deep=mounted:other",
+            "--mount", "/f=%s" % (APPS / "mounted.py"),
             "--manage-script-name",
+            "--socket", "127.0.0.1:%d" % free_port_number(),
             "--processes", "1",
             "--threads", "2",
         ]
     )
+    s.uwsgi_addr = ("127.0.0.1", int(s.args[s.args.index("--socket") + 1].rsplit(":", 1)[1]))
     yield s
     f.cleanup()
     _fail_on_crash(f)
@@ -338,11 +415,13 @@ def mget(srv, path):
     return r
 
 
+def mjson(srv, path):
+    d = json.loads(mget(srv, path).body)
+    return d.get("app"), d.get("SCRIPT_NAME"), d.get("PATH_INFO")
+
+
 def test_mount_splits_script_name(msrv):
-    d = json.loads(mget(msrv, "/app/x").body)
-    assert d["app"] == "mounted"
-    assert d["SCRIPT_NAME"] == "/app"
-    assert d["PATH_INFO"] == "/x"
+    assert mjson(msrv, "/app/x") == ("mounted", "/app", "/x")
 
 
 def test_mount_deeper_path_and_query(msrv):
@@ -351,20 +430,26 @@ def test_mount_deeper_path_and_query(msrv):
 
 
 def test_mount_prefix_alone_has_empty_path_info(msrv):
-    d = json.loads(mget(msrv, "/app").body)
-    assert d["app"] == "mounted"
-    assert d["SCRIPT_NAME"] == "/app"
-    assert d["PATH_INFO"] == ""
+    assert mjson(msrv, "/app") == ("mounted", "/app", "")
 
 
 def test_mount_prefix_with_slash(msrv):
-    d = json.loads(mget(msrv, "/app/").body)
-    assert (d["app"], d["SCRIPT_NAME"], d["PATH_INFO"]) == ("mounted", "/app", "/")
+    assert mjson(msrv, "/app/") == ("mounted", "/app", "/")
 
 
-def test_second_mount_multi_segment_prefix(msrv):
-    d = json.loads(mget(msrv, "/other/deep/z").body)
-    assert (d["app"], d["SCRIPT_NAME"], d["PATH_INFO"]) == ("other", "/other/deep", "/z")
+def test_mount_longest_prefix_wins(msrv):
+    assert mjson(msrv, "/app/deep/z") == ("other", "/app/deep", "/z")
+    assert mjson(msrv, "/app/deep") == ("other", "/app/deep", "")
+    assert mjson(msrv, "/app/deeper") == ("mounted", "/app", "/deeper")
+
+
+def test_mount_file_form(msrv):
+    assert mjson(msrv, "/f/y") == ("mounted", "/f", "/y")
+
+
+def test_mount_prefix_only_on_segment_boundary(msrv):
+    r = mget(msrv, "/appx")
+    assert r.body == b"hello\n", r  # the default app, not /app's
 
 
 def test_unmounted_path_goes_to_default_app(msrv):
@@ -374,3 +459,21 @@ def test_unmounted_path_goes_to_default_app(msrv):
     assert e["PATH_INFO"] == "/env/x"
     assert mget(msrv, "/").body == b"hello\n"
     assert mget(msrv, "/other/x").body == b"hello\n"
+
+
+def test_mount_over_uwsgi_socket(msrv):
+    # behind nginx: PATH_INFO comes in a var and is split the same way
+    resp, raw = uwsgi_exchange(msrv.uwsgi_addr, packet(request_vars(path="/app/deep/q", query="a=1")))
+    assert resp is not None and resp.status == 200, (raw[:300], msrv.log_text()[-3000:])
+    d = json.loads(resp.body)
+    assert (d["app"], d["SCRIPT_NAME"], d["PATH_INFO"], d["QUERY_STRING"]) == ("other", "/app/deep", "/q", "a=1")
+
+
+def test_mount_without_default_app_is_404(server):
+    srv = server(
+        ["--pythonpath", str(APPS), "--mount", "/app=mounted:application", "--manage-script-name"],
+        ready_path="/app/",
+    )
+    assert json.loads(srv.get("/app/x")[2])["app"] == "mounted"
+    status, _, _ = srv.get("/elsewhere")
+    assert status == 404

@@ -3,6 +3,32 @@
  *
  * Includes the .c to check the character tables and the word-at-a-time
  * scan against their definitions.
+ *
+ * Regression cases for request smuggling and parsing bugs that hit other
+ * HTTP servers, by family (the integration twins are in
+ * tests/integration/test_http_reject.py):
+ *
+ *   CL.TE / TE.CL desync (both framing headers, either order):
+ *       test_transfer_encoding, test_smuggling_chunked_body_region
+ *   CL.CL desync (duplicate or list-form Content-Length, equal or not):
+ *       test_content_length, test_smuggling_content_length_forms
+ *   lenient integer parsing ("0x", "+", "-", stray whitespace) of
+ *   Content-Length and chunk-size:
+ *       test_content_length, test_smuggling_content_length_forms,
+ *       test_chunked_bad_size, test_smuggling_chunk_size_forms
+ *   chunk-size overflow / wraparound (> 2^62, 16+ hex digits, 2^64 + n):
+ *       test_chunked_bad_size, test_chunked_huge_size,
+ *       test_smuggling_chunk_size_overflow
+ *   bare-LF / bare-CR line endings (request line, field line, final empty
+ *   line, chunk framing):
+ *       test_bare_line_endings, test_early_refusal, test_chunked_data_crlf,
+ *       test_smuggling_chunked_body_region
+ *   empty or invalid field names (": value", "name :", obs-fold):
+ *       test_field_refused
+ *   chunked body smuggling (a request hidden after a malformed chunk, in
+ *   the trailers, or behind a wrapped size; a request inside chunk data
+ *   stays body):
+ *       test_chunked_leaves_next_request, test_smuggling_chunked_body_region
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1044,6 +1070,219 @@ static void test_chunked_incomplete(void **state)
 	}
 }
 
+/*
+ * Regression cases: request smuggling and parsing bugs seen in other
+ * servers (see the list at the top of the file).
+ */
+
+/* A request hidden in a body; it must never be parsed as the next one. */
+#define SMUGGLED "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+
+/* Content-Length as other servers misread it. A list of equal values is
+ * what RFC 9110 8.6 lets a recipient collapse, but collapsing it while a
+ * peer refuses it (or takes the first) is a CL.CL desync: refused, as are
+ * signs, a hex prefix, a wrapped 2^64 + n and whitespace that is not OWS.
+ * OWS around the value is not part of it (RFC 9110 5.5): accepted, and the
+ * length is exactly the digits. */
+static void test_smuggling_content_length_forms(void **state)
+{
+	static const char *const bad[] = {
+	        "Content-Length: 5, 5\r\n",
+	        "Content-Length: 5 ,5\r\n",
+	        "Content-Length: 5,\r\n",
+	        "Content-Length: ,5\r\n",
+	        "Content-Length: 5, 6\r\n",
+	        "Content-Length: 0x\r\n",
+	        "Content-Length: 0x5\r\n",
+	        "Content-Length: 0X5\r\n",
+	        "Content-Length: +0\r\n",
+	        "Content-Length: -0\r\n",
+	        "Content-Length: 1_0\r\n",
+	        "Content-Length: 5\x0b\r\n",
+	        "Content-Length: \x0c"
+	        "5\r\n",
+	        "Content-Length: 5\xa0\r\n",                /* NBSP: not OWS */
+	        "Content-Length: 18446744073709551621\r\n", /* 2^64 + 5 */
+	        "Content-Length: 5\r\nContent-Length: 5\r\n",
+	        "Content-Length: 5\r\nContent-Length: 50\r\n",
+	        "Content-Length: 0\r\nX: y\r\nContent-Length: 0\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse_fields_of(bad[i]) != HTTP_ERR_BAD_REQUEST)
+			fail_msg("accepted \"%s\"", bad[i]);
+
+	static const char *const ows[] = {
+	        "Content-Length:5\r\n",         "Content-Length:  5\r\n",
+	        "Content-Length: 5  \r\n",      "Content-Length:\t5\t\r\n",
+	        "Content-Length: \t 5 \t \r\n",
+	};
+	for (size_t i = 0; i < sizeof(ows) / sizeof(ows[0]); i++) {
+		if (parse_fields_of(ows[i]) <= 0)
+			fail_msg("refused \"%s\"", ows[i]);
+		assert_int_equal(req.content_length, 5);
+		assert_false(req.chunked);
+	}
+}
+
+/* chunk-size = 1*HEXDIG and nothing else: no "0x" prefix, sign, digit
+ * separator or whitespace before it, and no whitespace between it and the
+ * CRLF (BWS only before ';'). A lenient reader of "0x0", "+0", "-0" or
+ * " 0" would see the last chunk and take what follows for a request. */
+static void test_smuggling_chunk_size_forms(void **state)
+{
+	static const char *const bad[] = {
+	        "0x5\r\nhello\r\n0\r\n\r\n",
+	        "0X5\r\nhello\r\n0\r\n\r\n",
+	        "0x\r\n\r\n",
+	        "0x0\r\n\r\n" SMUGGLED,
+	        "+5\r\nhello\r\n0\r\n\r\n",
+	        "+0\r\n\r\n" SMUGGLED,
+	        "-5\r\nhello\r\n0\r\n\r\n",
+	        "-0\r\n\r\n" SMUGGLED,
+	        "1_0\r\n0123456789abcdef\r\n0\r\n\r\n",
+	        " 5\r\nhello\r\n0\r\n\r\n",
+	        "\t5\r\nhello\r\n0\r\n\r\n",
+	        " 0\r\n\r\n" SMUGGLED,
+	        "5 \r\nhello\r\n0\r\n\r\n",
+	        "5\t\r\nhello\r\n0\r\n\r\n",
+	        "0 \r\n\r\n" SMUGGLED,
+	        "0\t\r\n\r\n" SMUGGLED,
+	        "5\x0b\r\nhello\r\n0\r\n\r\n",
+	        "5\r\nhello\r\n0x0\r\n\r\n",
+	        "5\r\nhello\r\n 0\r\n\r\n",
+	        "5\r\nhello\r\n0 \r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_chunk_error(bad[i]);
+}
+
+/* A size past 64 bits must not wrap: "10000000000000005" read modulo 2^64
+ * is 5, and the bytes after "hello" would become the next request. Sizes
+ * over 2^62 are refused at the digit that crosses the limit, before any
+ * data is handed out; more than 16 digits are fine while the value stays
+ * small (leading zeros). */
+static void test_smuggling_chunk_size_overflow(void **state)
+{
+	static const char *const bad[] = {
+	        "4000000000000001\r\nhello\r\n0\r\n\r\n",           /* 2^62 + 1 */
+	        "7fffffffffffffff\r\nhello\r\n0\r\n\r\n",           /* INT64_MAX */
+	        "8000000000000000\r\nhello\r\n0\r\n\r\n",           /* 2^63: negative as int64 */
+	        "ffffffffffffffff\r\nhello\r\n0\r\n\r\n",           /* 16 digits, -1 as int64 */
+	        "10000000000000000\r\n\r\n" SMUGGLED,               /* 2^64: wraps to 0 */
+	        "10000000000000005\r\nhello\r\n0\r\n\r\n" SMUGGLED, /* wraps to 5 */
+	        "1000000000000000000000005\r\nhello\r\n0\r\n\r\n" SMUGGLED,
+	        "ffffffffffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const struct decoded *r = decode_str(bad[i]);
+		size_t digits = strcspn(bad[i], "\r");
+
+		if (r->rc != HTTP_CHUNK_ERROR)
+			fail_msg("accepted chunk size \"%.*s\"", (int)digits, bad[i]);
+		assert_int_equal(r->len, 0);
+		assert_true(r->consumed <= digits);
+	}
+	assert_body("0000000000000005\r\nhello\r\n0\r\n\r\n", "hello");
+	assert_body("00000000000000000000000000000005\r\nhello\r\n00000000000000000\r\n\r\n",
+	            "hello");
+}
+
+/* The bytes after the body end are handed back untouched. */
+#define CHUNKED_POST "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+/*
+ * A chunked request followed by a request in the body region, framed as
+ * the connection does it: the head, then the decoder on what follows.
+ * Where the body ends right, what follows is the next request (plain
+ * pipelining); a request inside chunk data is body; every malformed
+ * framing around a smuggled request is an error, never a body end that
+ * leaves the smuggled bytes to be parsed.
+ */
+static void test_smuggling_chunked_body_region(void **state)
+{
+	static char buf[512];
+	const size_t head = sizeof(CHUNKED_POST) - 1;
+	const struct decoded *r;
+	int n;
+
+	/* A request inside chunk data is body, all of it. */
+	n = snprintf(buf, sizeof(buf), CHUNKED_POST "%zx\r\n" SMUGGLED "\r\n0\r\n\r\n",
+	             strlen(SMUGGLED));
+	assert_int_equal(parse_n(buf, (size_t)n), head);
+	assert_true(req.chunked);
+	r = decode(buf + head, (size_t)n - head);
+	assert_int_equal(r->rc, HTTP_CHUNK_DONE);
+	assert_int_equal(r->consumed, (size_t)n - head);
+	assert_int_equal(r->len, strlen(SMUGGLED));
+	assert_memory_equal(r->data, SMUGGLED, r->len);
+
+	/* The body ends at the last chunk's CRLF: what follows is the next
+	 * request, as the client meant it. */
+	n = snprintf(buf, sizeof(buf), CHUNKED_POST "0\r\n\r\n" SMUGGLED);
+	assert_int_equal(parse_n(buf, (size_t)n), head);
+	r = decode(buf + head, (size_t)n - head);
+	assert_int_equal(r->rc, HTTP_CHUNK_DONE);
+	assert_int_equal(r->consumed, 5);
+	assert_int_equal(parse(buf + head + 5), strlen(SMUGGLED));
+	assert_slice(req.path, "/smuggled");
+
+	static const char *const bad[] = {
+	        "5\r\nhello" SMUGGLED "0\r\n\r\n",                  /* data not followed by CRLF */
+	        "3\r\nhello\r\n0\r\n\r\n" SMUGGLED,                 /* size shorter than the data */
+	        "5\nhello\n0\n\n" SMUGGLED,                         /* bare LF framing */
+	        "5\r\nhello\n0\r\n\r\n" SMUGGLED,                   /* bare LF after data */
+	        "0\n\n" SMUGGLED,                                   /* bare LF last chunk */
+	        "0\r\n\n" SMUGGLED,                                 /* bare LF final line */
+	        "0\r\n\r" SMUGGLED,                                 /* bare CR final line */
+	        "0\r\n" SMUGGLED,                                   /* request line as trailer */
+	        "0\r\nX: y\n" SMUGGLED,                             /* bare LF trailer */
+	        "0;a=\"x\r\n\r\n" SMUGGLED,                         /* unterminated extension */
+	        "0;a\n\r\n" SMUGGLED,                               /* bare LF after extension */
+	        "10000000000000005\r\nhello\r\n0\r\n\r\n" SMUGGLED, /* wraps to 5 */
+	        "0x0\r\n\r\n" SMUGGLED,
+	        "-0\r\n\r\n" SMUGGLED,
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = snprintf(buf, sizeof(buf), CHUNKED_POST "%s", bad[i]);
+		assert_int_equal(parse_n(buf, (size_t)n), head);
+		if (decode(buf + head, (size_t)n - head)->rc != HTTP_CHUNK_ERROR)
+			fail_msg("body #%zu not refused", i);
+	}
+
+	/* Heads that would let a peer frame the body differently. */
+	static const char *const heads[] = {
+	        /* TE.CL and CL.TE */
+	        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+	        "4\r\n\r\n",
+	        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: "
+	        "chunked\r\n\r\n",
+	        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: "
+	        "gzip\r\n\r\n",
+	        /* Transfer-Encoding in HTTP/1.0 */
+	        "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        /* Transfer-Encoding behind a bare LF, a fold or a space */
+	        "POST / HTTP/1.1\r\nHost: h\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n",
+	        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+	        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n",
+	        "POST / HTTP/1.1\r\nHost: h\r\n Transfer-Encoding: chunked\r\n\r\n",
+	        /* chunked not last, or twice */
+	        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+	        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+	        "Transfer-Encoding: chunked\r\n\r\n",
+	        /* an empty field name */
+	        "POST / HTTP/1.1\r\nHost: h\r\n: chunked\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		n = snprintf(buf, sizeof(buf), "%s0\r\n\r\n" SMUGGLED, heads[i]);
+		if (parse_n(buf, (size_t)n) != HTTP_ERR_BAD_REQUEST)
+			fail_msg("head #%zu not refused with 400", i);
+	}
+	/* An unknown coding alone is 501, still before any body byte. */
+	n = snprintf(buf, sizeof(buf),
+	             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n" SMUGGLED);
+	assert_int_equal(parse_n(buf, (size_t)n), HTTP_ERR_NOT_IMPLEMENTED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1083,6 +1322,10 @@ int main(void)
 	        cmocka_unit_test(test_chunked_limits),
 	        cmocka_unit_test(test_chunked_error_is_sticky),
 	        cmocka_unit_test(test_chunked_incomplete),
+	        cmocka_unit_test(test_smuggling_content_length_forms),
+	        cmocka_unit_test(test_smuggling_chunk_size_forms),
+	        cmocka_unit_test(test_smuggling_chunk_size_overflow),
+	        cmocka_unit_test(test_smuggling_chunked_body_region),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -215,6 +215,18 @@ static const struct range_case range_cases[] = {
         {"bytes=0-18446744073709551615", 100, RANGE_OK, 0, 100},
         {"bytes=0-18446744073709551616", 100, RANGE_OK, 0, 100},
         {"bytes=-99999999999999999999", 100, RANGE_OK, 0, 100},
+        /* Range integer overflow (a regression family of other servers):
+         * 2^64 - 1, 2^64 and 2^64 + 1 must not wrap to a small number, as
+         * suffix or as last-pos, nor overflow from + count on a huge file */
+        {"bytes=-18446744073709551615", 100, RANGE_OK, 0, 100},
+        {"bytes=-18446744073709551616", 100, RANGE_OK, 0, 100},
+        {"bytes=-18446744073709551617", 100, RANGE_OK, 0, 100},
+        {"bytes=99-18446744073709551617", 100, RANGE_OK, 99, 1},
+        {"bytes=18446744073709551617-", 100, RANGE_UNSATISFIABLE, 0, 0},
+        {"bytes=18446744073709551617-18446744073709551617", 100, RANGE_UNSATISFIABLE, 0, 0},
+        {"bytes=0-18446744073709551616", INT64_MAX, RANGE_OK, 0, INT64_MAX},
+        {"bytes=-18446744073709551617", INT64_MAX, RANGE_OK, 0, INT64_MAX},
+        {"bytes=9223372036854775806-18446744073709551616", INT64_MAX, RANGE_OK, INT64_MAX - 1, 1},
         {"bytes=99999999999999999999-", 100, RANGE_UNSATISFIABLE, 0, 0},
         {"bytes=18446744073709551615-", 100, RANGE_UNSATISFIABLE, 0, 0},
         {"bytes=99999999999999999999-99999999999999999999", 100, RANGE_UNSATISFIABLE, 0, 0},

@@ -111,7 +111,7 @@ static void test_defaults_are_valid(void **state)
 	for (int i = 0; i < OPT__COUNT; i++) {
 		const struct opt_info *info = &opt_table[i];
 		char *end;
-		if (info->kind == OPT_INT) {
+		if (info->kind == OPT_INT && i != OPT_PROCESSES) { /* processes: CPU cores */
 			assert_non_null(info->def);
 			strtol(info->def, &end, 10);
 			assert_true(end != info->def && *end == '\0');
@@ -139,12 +139,13 @@ static void test_absent_defaults(void **state)
 			assert_null(v);
 		else
 			assert_string_equal(v, opt_table[i].def);
-		if (opt_table[i].kind == OPT_INT)
+		if (opt_table[i].kind == OPT_INT && opt_table[i].def != NULL)
 			assert_int_equal(opt_int(&opts, (enum opt_id)i),
 			                 strtol(opt_table[i].def, NULL, 10));
 	}
-	assert_int_equal(opt_int(&opts, OPT_PROCESSES), 1);
-	assert_int_equal(opt_int(&opts, OPT_THREADS), 1);
+	/* No table default: config_settle() uses one worker per CPU core. */
+	assert_int_equal(opt_int(&opts, OPT_PROCESSES), 0);
+	assert_int_equal(opt_int(&opts, OPT_THREADS), 4);
 	assert_int_equal(opt_int(&opts, OPT_LISTEN), 100);
 	assert_int_equal(opt_int(&opts, OPT_BUFFER_SIZE), 4096);
 	assert_int_equal(opt_int(&opts, OPT_LIMIT_POST), 0);
@@ -160,7 +161,7 @@ static void test_empty_argv(void **state)
 	assert_int_equal(cli_parse(&opts, 0, NULL, err, sizeof(err)), 0);
 	assert_int_equal(opts.n, 0);
 	assert_false(opt_given(&opts, OPT_PROCESSES));
-	assert_int_equal(opt_int(&opts, OPT_PROCESSES), 1);
+	assert_int_equal(opt_int(&opts, OPT_PROCESSES), 0);
 }
 
 /*
@@ -472,9 +473,9 @@ static void test_unexpected_argument(void **state)
 static void test_bare_argument_by_extension(void **state)
 {
 	static const char *const cases[][2] = {
-		{"app.py", "wsgi-file"}, {"site.yaml", "yaml"},     {"site.yml", "yaml"},
-		{"site.ini", "ini"},     {"site.ini:prod", "ini"}, {"site.json", "json"},
-		{"site.js", "json"},
+	        {"app.py", "wsgi-file"}, {"site.yaml", "yaml"},    {"site.yml", "yaml"},
+	        {"site.ini", "ini"},     {"site.ini:prod", "ini"}, {"site.json", "json"},
+	        {"site.js", "json"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct options o = {0};
