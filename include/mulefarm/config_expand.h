@@ -44,6 +44,9 @@ struct expand_ctx {
  * that pass 4 does not read ("%%(x)" gives "%(x)"). A '%' not followed by
  * one of these or '(' is an error.
  *
+ * Unlike uWSGI, which resolves the file itself, only its directory is
+ * resolved: %s %n %e of a symlinked config file are the link's name.
+ *
  * A name ends at the first ')'. @(path) is relative to the directory of
  * <file> as given, or to the working directory when <file> is NULL.
  * Calls getenv(), getpwuid_r() and getgrgid_r(): not alongside setenv()
