@@ -28,12 +28,14 @@ typedef int (*cfg_emit_fn)(void *ctx, const struct cfg_item *item, char *err, si
  * Reads section <section> ("uwsgi" when NULL or "") of <path>. Returns 0, -1
  * with a message in <err> (unreadable file, syntax error, missing section, a
  * value of the wrong shape), or the callback's non-zero result. The whole
- * file is checked before the first option goes out, so on -1 the callback
- * was not called. Messages start "<path>:<line>: " when a line is known,
- * else "<path>: "; an unreadable file gives "<path>: cannot read: <strerror>",
- * a missing section "<path>: no '<section>' section". A section that
- * appears more than once counts every time, in order, in all three formats.
- * A UTF-8 byte order mark is skipped. Any process may call these.
+ * file is checked before the first option goes out: a file with an error
+ * anywhere gives no options at all. The readers keep no state, so a
+ * callback may read another file (an include). Messages start
+ * "<path>:<line>: " when a line is known, else "<path>: "; an unreadable
+ * file gives "<path>: cannot read: <strerror>", a missing section
+ * "<path>: no '<section>' section". A section that appears more than once
+ * counts every time, in order, in all three formats. A UTF-8 byte order
+ * mark is skipped. Any process may call these.
  *
  * YAML: real YAML through libyaml. The section is a top-level mapping key;
  * its value must be a mapping (or null: an empty section). Scalars (plain
@@ -44,7 +46,8 @@ typedef int (*cfg_emit_fn)(void *ctx, const struct cfg_item *item, char *err, si
  * own reader does; a nested mapping inside the section is an error naming
  * the key. Other top-level keys are skipped whatever their shape. Comments
  * are comments. Line numbers are the key's, or each element's for a
- * sequence. Only one document: a second non-empty one is an error.
+ * sequence. Only one document: a second non-empty one is an error. A
+ * syntax error gives libyaml's problem at its line, and its context.
  *
  * INI: uWSGI's rules: "[name]" starts a section and every block with that
  * name counts (they merge, in order; the name is not trimmed); "key =

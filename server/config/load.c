@@ -126,6 +126,13 @@ static int add_item(struct loader *ld, const char *key, const char *value, enum 
 		         near ? " (did you mean --" : "", near ? near : "", near ? "?)" : "");
 		return -1;
 	} else if (id < 0) {
+		/* uWSGI keeps unknown file keys as placeholders; say so when the
+		 * key looks like a misspelt option. */
+		const char *near = config_suggest(key);
+		if (near != NULL && strcmp(near, key) != 0 && strlen(key) > 3)
+			log_info("%s: '%s' is not an option (did you mean '%s'?): kept as a "
+			         "placeholder",
+			         at, key, near);
 		id = OPT_PLACEHOLDER;
 	}
 	if (opt_append(ld->o, id, key, value, origin, where) == -1) {
@@ -144,13 +151,29 @@ static int from_file(void *ctx, const struct cfg_item *it, char *err, size_t err
 	return add_item(ctx, it->key, it->value, ORIGIN_FILE, where, err, errlen);
 }
 
-static int include(struct loader *ld, int id, const char *spec, const char *where, char *err,
+static const char *lookup(void *arg, const char *name, size_t len);
+
+/* An included file's name is expanded when it is read (so that
+ * "ini = %dcommon.ini" works), with the placeholders known so far. */
+static int include(struct loader *ld, int id, const char *raw, const char *where, char *err,
                    size_t errlen)
 {
-	char path[4096], section[256];
-	if (spec == NULL || cfg_split_spec(spec, path, sizeof(path), section, sizeof(section))) {
-		snprintf(err, errlen, "%s: option '%s' needs a file name",
-		         where ? where : "command line", opt_table[id].name);
+	char path[4096], section[256], file[4096] = "", msg[512];
+	const char *at = where ? where : "command line";
+	const char *colon = where ? strrchr(where, ':') : NULL;
+	if (colon != NULL)
+		snprintf(file, sizeof(file), "%.*s", (int)(colon - where), where);
+	struct expand_ctx x = {.file = file[0] ? file : NULL, .lookup = lookup, .arg = ld->o};
+	char *spec = NULL;
+	if (raw == NULL || cfg_expand(&x, raw, &spec, msg, sizeof(msg)) == -1) {
+		snprintf(err, errlen, "%s: option '%s': %s", at, opt_table[id].name,
+		         raw ? msg : "needs a file name");
+		return -1;
+	}
+	int rc = cfg_split_spec(spec, path, sizeof(path), section, sizeof(section));
+	free(spec);
+	if (rc == -1 || path[0] == '\0') {
+		snprintf(err, errlen, "%s: option '%s' needs a file name", at, opt_table[id].name);
 		return -1;
 	}
 	if (++ld->depth > MAX_DEPTH) {
@@ -159,9 +182,9 @@ static int include(struct loader *ld, int id, const char *spec, const char *wher
 		return -1;
 	}
 	const char *sec = section[0] ? section : NULL;
-	int rc = id == OPT_YAML  ? cfg_read_yaml(path, sec, from_file, ld, err, errlen)
-	         : id == OPT_INI ? cfg_read_ini(path, sec, from_file, ld, err, errlen)
-	                         : cfg_read_json(path, sec, from_file, ld, err, errlen);
+	rc = id == OPT_YAML  ? cfg_read_yaml(path, sec, from_file, ld, err, errlen)
+	     : id == OPT_INI ? cfg_read_ini(path, sec, from_file, ld, err, errlen)
+	                     : cfg_read_json(path, sec, from_file, ld, err, errlen);
 	ld->depth--;
 	return rc == 0 ? 0 : -1;
 }
@@ -270,12 +293,35 @@ int config_load(struct options *o, int argc, char **argv, char **envp, const cha
 	return opt_validate(o, err, errlen);
 }
 
+/* One line of --print-config; '%' doubled so that reading it back does
+ * not expand it again. */
 static void print_value(FILE *f, const char *key, const char *value)
 {
-	if (value == NULL)
-		fprintf(f, "%s\n", key);
-	else
-		fprintf(f, "%s = %s\n", key, value);
+	fputs(key, f);
+	if (value != NULL) {
+		fputs(" = ", f);
+		for (const char *p = value; *p; p++) {
+			if (*p == '%')
+				fputc('%', f);
+			fputc(*p, f);
+		}
+	}
+	fputc('\n', f);
+}
+
+/* Whether entry <i> is the one that counts (repeatable options: all). */
+static bool effective(const struct options *o, size_t i)
+{
+	const struct opt_entry *e = &o->entries[i];
+	if (e->id == OPT_PLACEHOLDER || opt_table[e->id].repeat)
+		return true;
+	for (size_t j = 0; j < o->n; j++) {
+		const struct opt_entry *f = &o->entries[j];
+		if (j != i && f->id == e->id &&
+		    (f->origin > e->origin || (f->origin == e->origin && j > i)))
+			return false;
+	}
+	return true;
 }
 
 void config_print(const struct options *o, FILE *f)
@@ -284,8 +330,9 @@ void config_print(const struct options *o, FILE *f)
 	for (size_t i = 0; i < o->n; i++) {
 		const struct opt_entry *e = &o->entries[i];
 		if (e->id == OPT_PRINT_CONFIG || e->id == OPT_YAML || e->id == OPT_INI ||
-		    e->id == OPT_JSON || e->id == OPT_SET || e->id == OPT_SET_PLACEHOLDER)
-			continue; /* already spliced in */
+		    e->id == OPT_JSON || e->id == OPT_SET || e->id == OPT_SET_PLACEHOLDER ||
+		    !effective(o, i))
+			continue; /* spliced in already, or overridden */
 		print_value(f, e->key, e->value);
 	}
 	fprintf(f, "; defaults\n");

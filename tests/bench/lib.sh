@@ -13,12 +13,15 @@
 #   NAME[id]          display name of a server
 #   READY_VIA_PROXY   1: during start_server, 502/503/504 mean "not up yet"
 #                     (the server sits behind a proxy that is already up)
+#   CPU_ACCOUNT       1: load also records the CPU time the server's process
+#                     group used per request (CPU_US[ID.MODE], microseconds)
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PY=/usr/bin/python3 # the system Python, whatever pyenv & co. put on PATH
 SCRIPT=${SCRIPT:-$(basename "$0")}
 READY_VIA_PROXY=${READY_VIA_PROXY:-0}
+CPU_ACCOUNT=${CPU_ACCOUNT:-0}
 
 abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$PWD" "$1" ;; esac; }
 
@@ -237,7 +240,18 @@ measure_mem() {
 
 # ---- load -------------------------------------------------------------------
 
-declare -A RPS P50 P99 REQS ERRS NON2XX NAME PROBE QUEUED
+declare -A RPS P50 P99 REQS ERRS NON2XX NAME PROBE QUEUED CPU_US
+
+# group_cpu_ticks PGID: user + system clock ticks of the group's live processes.
+group_cpu_ticks() {
+	local p u s sum=0
+	for p in $(pids_where 3 "$1"); do
+		u=$(proc_field "$p" 12) || continue
+		s=$(proc_field "$p" 13) || continue
+		sum=$((sum + u + s))
+	done
+	echo "$sum"
+}
 
 to_ms() { # wrk duration (812.00us, 5.90ms, 1.02s, 1.50m) -> milliseconds
 	awk -v d="$1" 'BEGIN {
@@ -294,8 +308,11 @@ load() {
 	# great p99. Half-way through, note the listen queue (ss Recv-Q) and time
 	# one more request from a 51st client.
 	start_probe "$port" "$TMP/$key.probe" "$path"
+	local cpu0=''
+	[[ $CPU_ACCOUNT != 1 || -z $SRV_PID ]] || cpu0=$(group_cpu_ticks "$SRV_PID")
 	wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url" >"$out" ||
 		{ cat "$out" >&2; die "wrk failed against ${NAME[$id]}"; }
+	[[ -z $cpu0 ]] || CPU_US[$key]=$(($(group_cpu_ticks "$SRV_PID") - cpu0))
 	wait_probe
 	local q='' t=''
 	read -r q t <"$TMP/$key.probe" || true
@@ -318,11 +335,46 @@ load() {
 	}
 	P50[$key]=$(to_ms "$p50")
 	P99[$key]=$(to_ms "$p99")
-	printf '   %-28s %-6s %9s req/s  p50 %7s ms  p99 %7s ms  socket errors %s  non-2xx %s  probe %s ms, %s queued\n' \
+	local cpu=''
+	if [[ -n ${CPU_US[$key]:-} ]]; then
+		# ticks -> microseconds per request (the probe's one request is noise)
+		CPU_US[$key]=$(awk -v t="${CPU_US[$key]}" -v hz="$(getconf CLK_TCK)" -v n="${REQS[$key]}" \
+			'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
+		cpu="  server CPU ${CPU_US[$key]} us/req"
+	fi
+	printf '   %-28s %-6s %9s req/s  p50 %7s ms  p99 %7s ms  socket errors %s  non-2xx %s  probe %s ms, %s queued%s\n' \
 		"${NAME[$id]}" "$mode" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${ERRS[$key]}" "${NON2XX[$key]}" \
-		"${PROBE[$key]:-?}" "${QUEUED[$key]:-?}"
+		"${PROBE[$key]:-?}" "${QUEUED[$key]:-?}" "$cpu"
 	starved "$key" && echo "$SCRIPT: note: ${NAME[$id]} ($mode) starves clients: a 51st request took ${PROBE[$key]} ms; its p99 only covers the connections it served" >&2
 	[[ ${NON2XX[$key]} == 0 ]] || echo "$SCRIPT: warning: ${NAME[$id]} ($mode): ${NON2XX[$key]} non-2xx responses" >&2
+}
+
+# best_of KEY CANDIDATE...: make KEY the candidate run with the most req/s
+# (for ROUNDS > 1: each server runs several times, alternating with the
+# others, and each keeps its best round - background load then hurts every
+# server alike instead of whichever happened to run during it).
+best_of() {
+	local dest=$1 best='' k
+	shift
+	for k in "$@"; do
+		[[ -n ${RPS[$k]:-} ]] || continue
+		if [[ -z $best ]] || ((RPS[$k] > RPS[$best])); then best=$k; fi
+	done
+	[[ -n $best ]] || return 0
+	RPS[$dest]=${RPS[$best]}
+	P50[$dest]=${P50[$best]}
+	P99[$dest]=${P99[$best]}
+	REQS[$dest]=${REQS[$best]:-}
+	ERRS[$dest]=${ERRS[$best]}
+	NON2XX[$dest]=${NON2XX[$best]}
+	PROBE[$dest]=${PROBE[$best]:-}
+	QUEUED[$dest]=${QUEUED[$best]:-}
+	CPU_US[$dest]=${CPU_US[$best]:-}
+}
+
+# check_rounds: ROUNDS must be a positive integer.
+check_rounds() {
+	[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 }
 
 # Everything shares the same CPUs: anything else running skews the numbers.
@@ -440,6 +492,21 @@ mem_row() {
 	CMP+=("memcmp $sc $id ${a:--} $vid ${b:--} ${r:--} $target $res")
 }
 
+# cpu_row SCENARIO KEY VS_KEY: server CPU per request, for information;
+# ratio = VS's us/req / KEY's (above 1: KEY needs less CPU per request).
+cpu_row() {
+	local sc=$1 key=$2 vs=$3 a=${CPU_US[$2]:-} b=${CPU_US[$3]:-} r res=info
+	r=$(ratio "$b" "$a")
+	if [[ -z $a ]]; then
+		res=SKIP
+		SKIPS=$((SKIPS + 1))
+	fi
+	ROWS+=("$(printf '%-12s %-23s %-5s %8s %-24s  %-22s %-5s %8s %6s %6s  %-24s %s' \
+		"$sc" "${NAME[${key%.*}]}" "${key#*.}" "${a:-skipped}" " us CPU/req (inverse)" "${NAME[${vs%.*}]}" "${vs#*.}" \
+		"${b:--}" "${r:--}" - "" "$res")")
+	CMP+=("cpucmp $sc $key ${a:--} $vs ${b:--} ${r:--} $res")
+}
+
 # print_table: the rows, under a header line.
 print_table() {
 	printf '%-12s %-23s %-5s %8s %7s %7s %8s  %-22s %-5s %8s %6s %6s  %-24s %s\n' \
@@ -458,5 +525,8 @@ write_runs() {
 	done
 	for k in $(printf '%s\n' "${!MEM_N[@]}" | sort); do
 		echo "mem $k ${MEM_N[$k]} ${MEM_AVG[$k]:--} ${MEM_LIST[$k]}"
+	done
+	for k in $(printf '%s\n' "${!CPU_US[@]}" | sort); do
+		echo "cpu $k ${CPU_US[$k]:--}"
 	done
 }

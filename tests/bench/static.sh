@@ -18,6 +18,8 @@
 #            client's request half-way through). Its req/s and p99 cover the 2
 #            connections it served; it does not decide a target.
 #            nginx (sendfile on, 2 workers) beside: the machine's ceiling.
+#   cpu      the server's CPU time per request, mulefarm vs uWSGI --http-socket,
+#            for information
 # In each mulefarm/uWSGI --http-socket pair mulefarm's p99 must be no worse.
 #
 # Environment:
@@ -25,6 +27,8 @@
 #   WARMUP=2           seconds of wrk warm-up before each measured run
 #   MULEFARM_BIN=...   mulefarm binary (default build/mulefarm)
 #   SKIP_MULEFARM=1    benchmark only uWSGI and nginx (mulefarm rows: skipped)
+#   ROUNDS=1           run each server this many times, alternating, and keep
+#                      each one's best round (steadier on a busy machine)
 #   APP=...            WSGI file (default examples/hello/app.py)
 #   OUT=...            machine-readable summary (default build/bench/static.txt)
 #   STRICT=1           exit 1 if any target is missed (default: report only)
@@ -37,8 +41,11 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 SKIP_MULEFARM=${SKIP_MULEFARM:-0}
 STRICT=${STRICT:-0}
+ROUNDS=${ROUNDS:-1}
 CONNS=50
 WORKERS=2
+# Also measure the server's CPU time per request (its process group).
+CPU_ACCOUNT=1
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN=$(abspath "${MULEFARM_BIN:-$ROOT/build/mulefarm}")
@@ -46,6 +53,7 @@ APP=$(abspath "${APP:-$ROOT/examples/hello/app.py}")
 OUT=$(abspath "${OUT:-$ROOT/build/bench/static.txt}")
 
 check_load_params
+check_rounds
 need wrk wrk
 need uwsgi uwsgi
 need nginx nginx
@@ -87,16 +95,21 @@ NAME[uw_hs]="uWSGI --http-socket"
 NAME[uw_h11]="uWSGI --http11-socket"
 NAME[ngx]="nginx"
 
-# run_server ID STOPSIG CMD... (CMD may use the word @PORT@)
+# sfx ROUND: the run-name suffix of a round ("" when ROUNDS is 1)
+sfx() { ((ROUNDS == 1)) || echo "-r$1"; }
+
+# run_server ID ROUND STOPSIG CMD... (CMD may use the word @PORT@): the runs
+# are ID.4k and ID.1m (ID.4k-rN, ID.1m-rN for round N when ROUNDS > 1).
 run_server() {
-	local id=$1 sig=$2 port arg args=() f
-	shift 2
+	local id=$1 round=$2 sig=$3 port arg args=() f s
+	shift 3
+	s=$(sfx "$round")
 	port=$(free_port)
 	for arg in "$@"; do args+=("${arg//@PORT@/$port}"); done
-	echo "== ${NAME[$id]} on 127.0.0.1:$port"
+	echo "== ${NAME[$id]} on 127.0.0.1:$port${s:+ (round $round of $ROUNDS)}"
 	start_server "$id" "$port" "${args[@]}"
 	check_files "$id" "$port"
-	for f in $FILES; do load "$id" "$f" "$port" "/static/$f.bin"; done
+	for f in $FILES; do load "$id" "$f$s" "$port" "/static/$f.bin"; done
 	measure_mem "$id"
 	stop_server "$sig"
 }
@@ -109,20 +122,12 @@ UW_ARGS=(--master --processes "$WORKERS" --threads 1 --wsgi-file "$APP" --disabl
 echo "$SCRIPT: wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), $WORKERS workers each, $(nproc) CPUs; files 4 KiB and 1 MiB"
 check_idle
 
-if [[ $SKIP_MULEFARM == 1 ]]; then
-	echo "== ${NAME[mf]}: skipped"
-else
-	run_server mf INT "$BIN" --http-socket 127.0.0.1:@PORT@ "${MF_ARGS[@]}"
-fi
-run_server uw_hs INT uwsgi --plugin python3 --http-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
-run_server uw_h11 INT uwsgi --plugin python3 --http11-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
-
 # nginx: the same files with the usual static tuning (sendfile, tcp_nopush),
 # and the hello world at / for start_server.
 NGX=$TMP/nginx
 mkdir -p "$NGX"
-NGX_PORT=$(free_port)
-cat >"$NGX/nginx.conf" <<EOF
+ngx_conf() { # ngx_conf PORT
+	cat <<EOF
 $(ngx_user)
 worker_processes $WORKERS;
 daemon off;
@@ -139,7 +144,7 @@ http {
 $(ngx_temps "$NGX")
 
     server {
-        listen 127.0.0.1:$NGX_PORT;
+        listen 127.0.0.1:$1;
         location = / {
             default_type text/plain;
             return 200 "Hello, World!\n";
@@ -150,13 +155,38 @@ $(ngx_temps "$NGX")
     }
 }
 EOF
+}
 ngx_e_opt "$NGX"
-echo "== ${NAME[ngx]} on 127.0.0.1:$NGX_PORT"
-start_server ngx "$NGX_PORT" nginx "${NGX_E[@]}" -p "$NGX" -c "$NGX/nginx.conf"
-check_files ngx "$NGX_PORT"
-for f in $FILES; do load ngx "$f" "$NGX_PORT" "/static/$f.bin"; done
-measure_mem ngx
-stop_server TERM
+run_nginx() { # run_nginx ROUND
+	local port f s
+	s=$(sfx "$1")
+	port=$(free_port)
+	ngx_conf "$port" >"$NGX/nginx.conf"
+	echo "== ${NAME[ngx]} on 127.0.0.1:$port${s:+ (round $1 of $ROUNDS)}"
+	start_server ngx "$port" nginx "${NGX_E[@]}" -p "$NGX" -c "$NGX/nginx.conf"
+	check_files ngx "$port"
+	for f in $FILES; do load ngx "$f$s" "$port" "/static/$f.bin"; done
+	measure_mem ngx
+	stop_server TERM
+}
+
+[[ $SKIP_MULEFARM != 1 ]] || echo "== ${NAME[mf]}: skipped"
+for ((r = 1; r <= ROUNDS; r++)); do
+	[[ $SKIP_MULEFARM == 1 ]] || run_server mf "$r" INT "$BIN" --http-socket 127.0.0.1:@PORT@ "${MF_ARGS[@]}"
+	run_server uw_hs "$r" INT uwsgi --plugin python3 --http-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
+	run_server uw_h11 "$r" INT uwsgi --plugin python3 --http11-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
+	run_nginx "$r"
+done
+if ((ROUNDS > 1)); then
+	for id in mf uw_hs uw_h11 ngx; do
+		for f in $FILES; do
+			keys=()
+			for ((r = 1; r <= ROUNDS; r++)); do keys+=("$id.$f-r$r"); done
+			best_of "$id.$f" "${keys[@]}"
+		done
+	done
+	echo "$SCRIPT: best of $ROUNDS rounds per server and file"
+fi
 
 # ---- report -----------------------------------------------------------------
 
@@ -167,9 +197,10 @@ for f in $FILES; do
 	row "$f" "uw_hs.$f" "ngx.$f" - -
 done
 mem_row memory mf uw_hs -
+for f in $FILES; do cpu_row "$f-cpu" "mf.$f" "uw_hs.$f"; done
 
 echo
-echo "Results: wrk -t1 -c$CONNS -d${DURATION}s keep-alive, $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
+echo "Results: wrk -t1 -c$CONNS -d${DURATION}s keep-alive, best of $ROUNDS round(s), $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
 print_table
 echo "uWSGI --http11-socket: with $WORKERS workers it serves $WORKERS of the $CONNS connections; its numbers cover those only."
 echo
@@ -180,13 +211,13 @@ echo "$SCRIPT: $summary"
 mkdir -p "$(dirname "$OUT")"
 {
 	echo "# mulefarm static-file benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency keep-alive, warm-up ${WARMUP}s, workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
+	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency keep-alive, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: best round), workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
 	echo "# run <id.file> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
 	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
 	echo "# cmp <file> <id.file> <rps> <p50_ms> <p99_ms> <vs_id.file> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
 	echo "# memcmp <scenario> <id> <avg_pss_kib> <vs_id> <vs_avg_pss_kib> <ratio> <target> <PASS|MISS|SKIP|info>"
 	echo "# ids: mf mulefarm --http-socket, uw_hs uWSGI --http-socket, uw_h11 uWSGI --http11-socket, ngx nginx;"
-	echo "#      files: 4k (4096 bytes), 1m (1048576 bytes), GET /static/<file>.bin"
+	echo "#      files: 4k (4096 bytes), 1m (1048576 bytes), GET /static/<file>.bin; -rN: round N"
 	write_runs
 	printf '%s\n' "${CMP[@]}"
 	echo "result misses=$MISSES skips=$SKIPS"
