@@ -207,7 +207,7 @@ static int uwsgi_status(struct worker *w, struct conn *c, ssize_t rc)
 		log_info("uwsgi packet refused: no REQUEST_METHOD, or an invalid CONTENT_LENGTH");
 		return 400;
 	}
-	log_info("malformed uwsgi packet refused (a var overruns the packet)");
+	log_info("malformed uwsgi packet refused (a var overruns the packet, or a key is empty)");
 	return 400;
 }
 
@@ -260,6 +260,8 @@ static void start_body(struct worker *w, struct conn *c)
 		return;
 	}
 	if (cfg->limit_post > 0 && c->req.content_length > cfg->limit_post) {
+		log_info("request body of %lld bytes refused: larger than --limit-post %lld",
+		         (long long)c->req.content_length, (long long)cfg->limit_post);
 		fail(w, c, 413);
 		return;
 	}
