@@ -18,8 +18,8 @@ static bool is_value(const char *arg)
 static const char *bare_option(const char *arg)
 {
 	static const char *const ext[][2] = {
-		{".yaml", "yaml"}, {".yml", "yaml"},     {".ini", "ini"},
-		{".json", "json"}, {".js", "json"},      {".py", "wsgi-file"},
+	        {".yaml", "yaml"}, {".yml", "yaml"}, {".ini", "ini"},
+	        {".json", "json"}, {".js", "json"},  {".py", "wsgi-file"},
 	};
 	size_t n = strlen(arg);
 	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
@@ -45,9 +45,10 @@ int cli_walk(int argc, char **argv, cli_add_fn add, void *ctx, char *err, size_t
 			const char *opt = bare_option(arg);
 			if (opt == NULL) {
 				snprintf(err, errlen,
-					 "unexpected argument '%s' (a config file must end in .yaml, "
-					 ".yml, .ini, .json or .js; an app in .py)",
-					 arg);
+				         "unexpected argument '%s' (a config file must end in "
+				         ".yaml, "
+				         ".yml, .ini, .json or .js; an app in .py)",
+				         arg);
 				return -1;
 			}
 			if (add(ctx, opt, arg, err, errlen) == -1)
