@@ -479,9 +479,9 @@ static void test_bare_argument_by_extension(void **state)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct options o = {0};
-		char err[256];
+		char msg[256];
 		char *argv[] = {(char *)cases[i][0]};
-		assert_int_equal(cli_parse(&o, 1, argv, err, sizeof(err)), 0);
+		assert_int_equal(cli_parse(&o, 1, argv, msg, sizeof(msg)), 0);
 		assert_int_equal(o.n, 1);
 		assert_string_equal(o.entries[0].key, cases[i][1]);
 		assert_string_equal(o.entries[0].value, cases[i][0]);
