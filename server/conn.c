@@ -26,6 +26,7 @@ struct conn *conn_new(int fd, const struct listener *l, const struct config *cfg
 	if (c == NULL)
 		return NULL;
 	c->fd = fd;
+	c->sf_fd = -1;
 	c->l = l;
 	c->cfg = cfg;
 	return c;
@@ -37,6 +38,8 @@ void conn_free(struct conn *c)
 		return;
 	if (c->fd != -1)
 		close(c->fd);
+	if (c->sf_fd != -1)
+		close(c->sf_fd);
 	free(c->buf);
 	free(c);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -742,14 +743,34 @@ static int respond(const struct static_config *sc, struct conn *c, const char *n
 		return -1;
 	if (head || count == 0 || (status != 200 && status != 206))
 		return 1;
-	if (conn_sendfile(c, fd, (off_t)from, (size_t)count) == -1)
+	/* Send what the socket takes now; the worker's loop sends the rest as
+	 * the client drains it (return 2), so one slow or large download
+	 * never holds the worker. */
+	off_t off = (off_t)from;
+	while (count > 0) {
+		ssize_t n = sendfile(c->fd, fd, &off, (size_t)count);
+		if (n > 0) {
+			count -= (uint64_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n == -1)
+			return -1;
+		*keep = false; /* the file shrank: only closing tells the client */
+		return 1;
+	}
+	if (count == 0)
+		return 1;
+	c->sf_fd = dup(fd);
+	if (c->sf_fd == -1)
 		return -1;
-	/* The file shrank while we sent it: the body is short of its
-	 * Content-Length, and only closing tells the client. */
-	struct stat after;
-	if (fstat(fd, &after) == -1 || (uint64_t)after.st_size < from + count)
-		*keep = false;
-	return 1;
+	c->sf_off = off;
+	c->sf_left = count;
+	c->sf_keep = *keep;
+	return 2;
 }
 
 static bool slice_is(struct http_slice s, const char *lit)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@
 
 #define LINGER_MS 2000
 
-enum { ST_HEAD, ST_BODY, ST_RUNNING, ST_LINGER };
+enum { ST_HEAD, ST_BODY, ST_RUNNING, ST_LINGER, ST_SENDFILE };
 enum { L_NONE, L_IDLE, L_READING, L_LINGER, L__COUNT };
 
 struct clist {
@@ -129,6 +130,23 @@ static void conn_wait(struct worker *w, struct conn *c, int which)
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
 	pthread_mutex_lock(&w->mu);
 	list_append(w, c, which);
+	pthread_mutex_unlock(&w->mu);
+	int op = c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	c->registered = true;
+	if (epoll_ctl(w->epfd, op, c->fd, &ev) == -1) {
+		log_err(errno, "epoll_ctl() failed");
+		conn_close(w, c);
+	}
+}
+
+/* Waits for <c> to take more of a static file body (ST_SENDFILE); the
+ * socket timeout bounds a client that stops reading. */
+static void conn_wait_out(struct worker *w, struct conn *c)
+{
+	struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = c};
+	c->state = ST_SENDFILE;
+	pthread_mutex_lock(&w->mu);
+	list_append(w, c, L_READING);
 	pthread_mutex_unlock(&w->mu);
 	int op = c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	c->registered = true;
@@ -306,6 +324,32 @@ static void conn_process(struct worker *w, struct conn *c)
 	}
 }
 
+static void after_request(struct worker *w, struct conn *c, bool keep);
+
+/* Sends more of a pending static file body; hands the connection on when
+ * it is all out. */
+static void on_writable(struct worker *w, struct conn *c)
+{
+	while (c->sf_left > 0) {
+		ssize_t n = sendfile(c->fd, c->sf_fd, &c->sf_off, (size_t)c->sf_left);
+		if (n > 0) {
+			c->sf_left -= (uint64_t)n;
+		} else if (n == -1 && errno == EAGAIN) {
+			conn_wait_out(w, c);
+			return;
+		} else if (n == 0) {
+			c->sf_keep = false; /* the file shrank: only closing tells the client */
+			break;
+		} else if (errno != EINTR) {
+			conn_close(w, c);
+			return;
+		}
+	}
+	close(c->sf_fd);
+	c->sf_fd = -1;
+	after_request(w, c, c->sf_keep && !w->stopping);
+}
+
 static void on_readable(struct worker *w, struct conn *c)
 {
 	if (c->state == ST_LINGER) {
@@ -413,6 +457,10 @@ static bool serve_static(struct worker *w, struct conn *c)
 	int rc = static_serve(w->srv->statics, c, &keep);
 	if (rc == 0)
 		return false;
+	if (rc == 2) {
+		conn_wait_out(w, c);
+		return true;
+	}
 	after_request(w, c, rc == 1 && keep && !w->stopping);
 	return true;
 }
@@ -480,7 +528,7 @@ static void sweep(struct worker *w, int64_t now)
 			list_remove(w, c);
 			pthread_mutex_unlock(&w->mu);
 			/* A stalled partial request hears why it is closed. */
-			if (which == L_READING && c->len > 0)
+			if (which == L_READING && c->len > 0 && c->state != ST_SENDFILE)
 				conn_send_error(c, 408);
 			conn_close(w, c);
 		}
@@ -540,7 +588,10 @@ static void handle_event(struct worker *w, struct epoll_event *ev)
 	pthread_mutex_lock(&w->mu);
 	list_remove(w, c);
 	pthread_mutex_unlock(&w->mu);
-	on_readable(w, c);
+	if (c->state == ST_SENDFILE)
+		on_writable(w, c);
+	else
+		on_readable(w, c);
 }
 
 static void loop_setup(struct worker *w)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "mulefarm/http.h"
@@ -60,6 +61,13 @@ struct conn {
 	size_t pend_off, pend_len; /* decoded chunk bytes not yet handed out */
 	uint64_t decoded;          /* chunked body bytes decoded so far */
 	uint64_t requests;         /* served on this connection */
+
+	/* A static file body the worker's loop sends as the socket drains
+	 * (static_serve() returned 2): never blocks a thread on one client. */
+	int sf_fd; /* -1 when none */
+	off_t sf_off;
+	uint64_t sf_left;
+	bool sf_keep;
 
 	/* Event-loop state. */
 	struct conn *prev, *next;

@@ -94,11 +94,13 @@ int static_resolve(const struct static_map *m, const char *path, size_t len, cha
 
 /*
  * Serves the request on <c> if a map has a file for it. Runs on the thread
- * that owns <c>, without the GIL; blocks up to the socket timeout while
- * the client reads. Only GET and HEAD are served. Returns 1 when a
- * response was written (*keep says whether the connection can be
- * reused), 0 when no file matched (the app gets the request), or -1 when
- * the client went away (close the connection).
+ * that owns <c>, without the GIL; never waits for the client. Only GET and
+ * HEAD are served. Returns 1 when the response was written (*keep says
+ * whether the connection can be reused), 2 when the head and part of the
+ * body were written and the rest is pending in c->sf_fd/sf_off/sf_left
+ * (the caller sends it as the socket drains, then honours c->sf_keep),
+ * 0 when no file matched (the app gets the request), or -1 when the
+ * client went away (close the connection).
  *
  * A file whose realpath() is outside the map's directory and every
  * --static-safe directory (a symlink escaping the root) is logged and not

@@ -22,6 +22,7 @@ import email.utils
 import hashlib
 import json
 import os
+import socket
 
 import pytest
 
@@ -477,3 +478,29 @@ def test_mount_without_default_app_is_404(server):
     assert json.loads(srv.get("/app/x")[2])["app"] == "mounted"
     status, _, _ = srv.get("/elsewhere")
     assert status == 404
+
+
+def test_stalled_download_does_not_hold_the_worker(tmp_path):
+    """One worker, one thread: a client that stops reading a big static file
+    must not hold the worker (the loop sends the rest as the socket drains),
+    so everyone else is served meanwhile, long before --socket-timeout."""
+    www = tmp_path / "www"
+    www.mkdir()
+    with open(www / "huge.bin", "wb") as fh:  # sparse: more than any socket buffer
+        fh.truncate(64 * 1024 * 1024)
+    (www / "small.txt").write_bytes(b"small\n")
+    f = ServerFactory(tmp_path / "srv")
+    s = f(["--wsgi-file", BASIC, "--static-map", "/static=%s" % www, "--socket-timeout", "30",
+           "--processes", "1", "--threads", "1"])
+    try:
+        stalled = socket.create_connection(s.addr, timeout=10)
+        stalled.sendall(b"GET /static/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert stalled.recv(4096).startswith(b"HTTP/1.1 200")  # started; now stop reading
+        for _ in range(3):
+            status, _, body = s.get("/static/small.txt", timeout=3)
+            assert status == 200 and body == b"small\n"
+            assert s.get("/", timeout=3)[0] == 200
+        stalled.close()
+    finally:
+        f.cleanup()
+        _fail_on_crash(f)
