@@ -151,6 +151,8 @@ struct opt_entry {
 	char *key;
 	char *value;
 	char *where;
+	char *section; /* the config file section it came from (for %x) */
+	bool expanded; /* the loader has expanded <value> */
 };
 
 struct options {

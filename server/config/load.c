@@ -46,6 +46,15 @@ long config_default_processes(void)
 struct loader {
 	struct options *o;
 	int depth;
+	const char *section; /* of the file being read */
+};
+
+/* Expansion state: %(name) may name an option defined later, which is
+ * then expanded first (a cycle gets the raw text). */
+struct expander {
+	struct options *o;
+	const char *version;
+	int depth;
 };
 
 static int edit_distance(const char *a, const char *b)
@@ -146,9 +155,14 @@ static int add_item(struct loader *ld, const char *key, const char *value, enum 
 
 static int from_file(void *ctx, const struct cfg_item *it, char *err, size_t errlen)
 {
+	struct loader *ld = ctx;
 	char where[1024];
+	size_t idx = ld->o->n;
 	snprintf(where, sizeof(where), "%s:%d", it->file, it->line);
-	return add_item(ctx, it->key, it->value, ORIGIN_FILE, where, err, errlen);
+	int rc = add_item(ld, it->key, it->value, ORIGIN_FILE, where, err, errlen);
+	if (idx < ld->o->n && ld->section != NULL)
+		ld->o->entries[idx].section = strdup(ld->section);
+	return rc;
 }
 
 static const char *lookup(void *arg, const char *name, size_t len);
@@ -163,7 +177,8 @@ static int include(struct loader *ld, int id, const char *raw, const char *where
 	const char *colon = where ? strrchr(where, ':') : NULL;
 	if (colon != NULL)
 		snprintf(file, sizeof(file), "%.*s", (int)(colon - where), where);
-	struct expand_ctx x = {.file = file[0] ? file : NULL, .lookup = lookup, .arg = ld->o};
+	struct expander ex = {.o = ld->o};
+	struct expand_ctx x = {.file = file[0] ? file : NULL, .lookup = lookup, .arg = &ex};
 	char *spec = NULL;
 	if (raw == NULL || cfg_expand(&x, raw, &spec, msg, sizeof(msg)) == -1) {
 		snprintf(err, errlen, "%s: option '%s': %s", at, opt_table[id].name,
@@ -181,11 +196,13 @@ static int include(struct loader *ld, int id, const char *raw, const char *where
 		         MAX_DEPTH);
 		return -1;
 	}
-	const char *sec = section[0] ? section : NULL;
+	const char *sec = section[0] ? section : NULL, *outer = ld->section;
+	ld->section = sec ? sec : "uwsgi";
 	rc = id == OPT_YAML  ? cfg_read_yaml(path, sec, from_file, ld, err, errlen)
 	     : id == OPT_INI ? cfg_read_ini(path, sec, from_file, ld, err, errlen)
 	                     : cfg_read_json(path, sec, from_file, ld, err, errlen);
 	ld->depth--;
+	ld->section = outer;
 	return rc == 0 ? 0 : -1;
 }
 
@@ -246,39 +263,63 @@ static int from_env(struct loader *ld, char **envp, char *err, size_t errlen)
 }
 
 /* %(name): the first value of that option or placeholder. */
+static int expand_entry(struct expander *ex, size_t i, char *err, size_t errlen);
+
+/* %(name): the first value of that option or placeholder, expanded. */
 static const char *lookup(void *arg, const char *name, size_t len)
 {
-	const struct options *o = arg;
-	for (size_t i = 0; i < o->n; i++)
-		if (strlen(o->entries[i].key) == len && memcmp(o->entries[i].key, name, len) == 0)
-			return o->entries[i].value ? o->entries[i].value : "true";
+	struct expander *ex = arg;
+	for (size_t i = 0; i < ex->o->n; i++) {
+		struct opt_entry *e = &ex->o->entries[i];
+		if (strlen(e->key) != len || memcmp(e->key, name, len) != 0)
+			continue;
+		char msg[256];
+		if (!e->expanded && ex->depth < 8) {
+			ex->depth++;
+			int rc = expand_entry(ex, i, msg, sizeof(msg));
+			ex->depth--;
+			if (rc == -1)
+				return NULL;
+		}
+		return e->value ? e->value : "true";
+	}
 	return NULL;
+}
+
+static int expand_entry(struct expander *ex, size_t i, char *err, size_t errlen)
+{
+	struct opt_entry *e = &ex->o->entries[i];
+	if (e->expanded)
+		return 0;
+	e->expanded = true; /* before expanding: a cycle sees the raw text */
+	if (e->value == NULL || strpbrk(e->value, "%$@") == NULL)
+		return 0;
+	char file[4096] = "";
+	const char *colon = e->where ? strrchr(e->where, ':') : NULL;
+	if (colon != NULL)
+		snprintf(file, sizeof(file), "%.*s", (int)(colon - e->where), e->where);
+	struct expand_ctx x = {.file = file[0] ? file : NULL,
+	                       .section = e->section ? e->section : "uwsgi",
+	                       .version = ex->version,
+	                       .lookup = lookup,
+	                       .arg = ex};
+	char *out, msg[512];
+	if (cfg_expand(&x, e->value, &out, msg, sizeof(msg)) == -1) {
+		snprintf(err, errlen, "%s: option '%s': %s", e->where ? e->where : "command line",
+		         e->key, msg);
+		return -1;
+	}
+	free(ex->o->entries[i].value); /* entries[] does not move while expanding */
+	ex->o->entries[i].value = out;
+	return 0;
 }
 
 static int expand_all(struct options *o, const char *version, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < o->n; i++) {
-		struct opt_entry *e = &o->entries[i];
-		if (e->value == NULL || strpbrk(e->value, "%$@") == NULL)
-			continue;
-		char file[4096] = "";
-		const char *colon = e->where ? strrchr(e->where, ':') : NULL;
-		if (colon != NULL)
-			snprintf(file, sizeof(file), "%.*s", (int)(colon - e->where), e->where);
-		struct expand_ctx x = {.file = file[0] ? file : NULL,
-		                       .section = "uwsgi",
-		                       .version = version,
-		                       .lookup = lookup,
-		                       .arg = o};
-		char *out, msg[512];
-		if (cfg_expand(&x, e->value, &out, msg, sizeof(msg)) == -1) {
-			snprintf(err, errlen, "%s: option '%s': %s",
-			         e->where ? e->where : "command line", e->key, msg);
+	struct expander ex = {.o = o, .version = version};
+	for (size_t i = 0; i < o->n; i++)
+		if (expand_entry(&ex, i, err, errlen) == -1)
 			return -1;
-		}
-		free(e->value);
-		e->value = out;
-	}
 	return 0;
 }
 

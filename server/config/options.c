@@ -102,6 +102,8 @@ int opt_append(struct options *o, int id, const char *key, const char *value,
 	e->key = strdup(key);
 	e->value = value ? strdup(value) : NULL;
 	e->where = where ? strdup(where) : NULL;
+	e->section = NULL;
+	e->expanded = false;
 	if (e->key == NULL || (value && e->value == NULL) || (where && e->where == NULL)) {
 		free(e->key);
 		free(e->value);
@@ -149,6 +151,7 @@ void opt_free(struct options *o)
 		free(o->entries[i].key);
 		free(o->entries[i].value);
 		free(o->entries[i].where);
+		free(o->entries[i].section);
 	}
 	free(o->entries);
 	o->entries = NULL;

@@ -539,3 +539,33 @@ def test_yaml_unquotes_values_unlike_uwsgis_line_reader(server, tmp_path):
     assert opt["number"] == b"027"  # scalars stay their text
     assert opt["yes_word"] == b"yes"
     assert opt["iquoted"] == b"'a b'"
+
+
+def test_placeholder_may_name_a_later_option(tmp_path):
+    """%(name) takes the first value of <name> expanded, even when <name>
+    comes later in the file (uWSGI expands once the whole list is built)."""
+    ini = write(tmp_path / "fwd.ini", "[uwsgi]\npa = %(pb)\npb = %d\npc = %(pb)\n")
+    lines = option_lines(print_config(["--ini", ini]))
+    d = str(tmp_path) + "/"
+    assert "pa = %s" % d in lines and "pb = %s" % d in lines and "pc = %s" % d in lines
+
+
+def test_magic_x_names_the_section_read(tmp_path):
+    ini = write(tmp_path / "sec.ini", "[dev]\nwhere = %x\n")
+    assert "where = sec.ini:dev" in option_lines(print_config(["--ini", "%s:dev" % ini]))
+    yml = write(tmp_path / "sec.yml", "uwsgi:\n  where: '%x'\n")
+    assert "where = sec.yml:uwsgi" in option_lines(print_config(["--yaml", yml]))
+
+
+def test_include_name_is_expanded_when_read(tmp_path):
+    write(tmp_path / "common.ini", "[uwsgi]\nthreads = 3\n")
+    main = write(tmp_path / "main.ini", "[uwsgi]\nini = %dcommon.ini\n")
+    assert "threads = 3" in option_lines(print_config(["--ini", main]))
+
+
+def test_misspelt_file_key_is_logged_and_kept(tmp_path):
+    ini = write(tmp_path / "typo.ini", "[uwsgi]\nprocesess = 3\n")
+    p = run(["--ini", ini, "--print-config"])
+    assert p.returncode == 0
+    assert "typo.ini:2" in p.stderr and "did you mean 'processes'" in p.stderr
+    assert "procesess = 3" in option_lines(p.stdout)
