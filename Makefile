@@ -71,7 +71,7 @@ integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
 # seconds (CI: 60), new inputs going to $(BUILD)/corpus/, crashes to
 # $(BUILD)/fuzz-artifacts/ (make each one a unit-test regression).
 FUZZ_SECONDS ?= 60
-FUZZ_LINK := $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c)
+FUZZ_LINK := $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c server/config/spec.c)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK) $(wildcard include/mulefarm/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \

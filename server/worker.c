@@ -124,10 +124,10 @@ static void conn_close(struct worker *w, struct conn *c)
 	}
 }
 
-/* Puts <c> on timer list <which> and waits for it to become readable. */
-static void conn_wait(struct worker *w, struct conn *c, int which)
+/* Puts <c> on timer list <which> and waits for <events> on it. */
+static void conn_arm(struct worker *w, struct conn *c, int which, uint32_t events)
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = c};
+	struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = c};
 	pthread_mutex_lock(&w->mu);
 	list_append(w, c, which);
 	pthread_mutex_unlock(&w->mu);
@@ -139,21 +139,18 @@ static void conn_wait(struct worker *w, struct conn *c, int which)
 	}
 }
 
+/* Waits for <c> to become readable, on timer list <which>. */
+static void conn_wait(struct worker *w, struct conn *c, int which)
+{
+	conn_arm(w, c, which, EPOLLIN | EPOLLRDHUP);
+}
+
 /* Waits for <c> to take more of a static file body (ST_SENDFILE); the
  * socket timeout bounds a client that stops reading. */
 static void conn_wait_out(struct worker *w, struct conn *c)
 {
-	struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = c};
 	c->state = ST_SENDFILE;
-	pthread_mutex_lock(&w->mu);
-	list_append(w, c, L_READING);
-	pthread_mutex_unlock(&w->mu);
-	int op = c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	c->registered = true;
-	if (epoll_ctl(w->epfd, op, c->fd, &ev) == -1) {
-		log_err(errno, "epoll_ctl() failed");
-		conn_close(w, c);
-	}
+	conn_arm(w, c, L_READING, EPOLLOUT);
 }
 
 /* Closes after the peer has stopped sending, so that unread request bytes

@@ -78,4 +78,10 @@ int cfg_read_json(const char *path, const char *section, cfg_emit_fn emit, void 
  * last '/'. Returns 0, or -1 when the buffers are too small. Pure. */
 int cfg_split_spec(const char *spec, char *path, size_t pathlen, char *section, size_t seclen);
 
+/* Shared by the readers (not for other modules): reads all of <path>, at
+ * most CFG_MAX_FILE bytes, into a malloc'd *<buf> the caller frees.
+ * Returns 0, or -1 with "<path>: cannot read: <reason>" in <err>. */
+#define CFG_MAX_FILE (64u << 20)
+int cfg__slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen);
+
 #endif

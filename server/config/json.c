@@ -24,7 +24,6 @@
 #include "mulefarm/config_file.h"
 
 #define JSON_MAX_DEPTH 64
-#define JSON_MAX_FILE  (64u << 20) /* a config file larger than this is a mistake */
 
 /* A growable NUL-terminated string. */
 struct json_buf {
@@ -544,51 +543,6 @@ static int json_parse_buf(const char *buf, size_t len, const char *file, const c
 	return rc;
 }
 
-/* Reads all of <path> into a malloc'd *<buf> (the caller frees it). */
-static int json_slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
-{
-	size_t cap = 4096, n = 0;
-	char *b = NULL, *nb;
-	ssize_t r;
-	int fd, e;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1)
-		goto fail;
-	for (;;) {
-		if (b == NULL || n == cap) {
-			if (b != NULL && cap >= JSON_MAX_FILE) {
-				errno = EFBIG;
-				goto fail;
-			}
-			cap = b == NULL ? cap : cap * 2;
-			nb = realloc(b, cap);
-			if (nb == NULL)
-				goto fail;
-			b = nb;
-		}
-		r = read(fd, b + n, cap - n);
-		if (r == 0)
-			break;
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1)
-			goto fail;
-		n += (size_t)r;
-	}
-	close(fd);
-	*buf = b;
-	*len = n;
-	return 0;
-fail:
-	e = errno;
-	json_errf(err, errlen, "%s: cannot read: %s", path, strerror(e));
-	if (fd != -1)
-		close(fd);
-	free(b);
-	return -1;
-}
-
 int cfg_read_json(const char *path, const char *section, cfg_emit_fn emit, void *ctx, char *err,
                   size_t errlen)
 {
@@ -596,7 +550,7 @@ int cfg_read_json(const char *path, const char *section, cfg_emit_fn emit, void 
 	size_t len;
 	int rc;
 
-	if (json_slurp(path, &buf, &len, err, errlen) == -1)
+	if (cfg__slurp(path, &buf, &len, err, errlen) == -1)
 		return -1;
 	rc = json_parse_buf(buf, len, path, section, emit, ctx, err, errlen);
 	free(buf);

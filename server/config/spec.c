@@ -4,8 +4,14 @@
  * The ':' must come after the last '/' so that a directory name holding a
  * ':' ("/srv/a:b/uwsgi.ini") is not cut. A path whose file name holds a ':'
  * cannot be named without a section ("x:y.ini:uwsgi" is fine), as in uWSGI.
+ * Also the file reading the three readers share.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mulefarm/config_file.h"
 
@@ -33,4 +39,46 @@ int cfg_split_spec(const char *spec, char *path, size_t pathlen, char *section, 
 	if (copy_slice(path, pathlen, spec, n) == -1)
 		return -1;
 	return copy_slice(section, seclen, "", 0);
+}
+
+int cfg__slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen)
+{
+	size_t cap = 4096, n = 0;
+	char *b = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		goto fail;
+	for (;;) {
+		if (b == NULL || n == cap) {
+			if (b != NULL && cap >= CFG_MAX_FILE) {
+				errno = EFBIG;
+				goto fail;
+			}
+			cap = b == NULL ? cap : cap * 2;
+			char *nb = realloc(b, cap);
+			if (nb == NULL)
+				goto fail;
+			b = nb;
+		}
+		ssize_t r = read(fd, b + n, cap - n);
+		if (r == 0)
+			break;
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			goto fail;
+		n += (size_t)r;
+	}
+	close(fd);
+	*buf = b;
+	*len = n;
+	return 0;
+fail:;
+	int e = errno;
+	if (errlen > 0)
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
+	if (fd != -1)
+		close(fd);
+	free(b);
+	return -1;
 }
