@@ -2,6 +2,8 @@
  * conn.c - a client connection: buffer, body decoding, timed blocking I/O.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,6 +358,13 @@ ssize_t conn_body_read(struct conn *c, char *dst, size_t n)
 	if (r == -1 && errno == ETIMEDOUT)
 		c->timed_out = true;
 	return r;
+}
+
+void conn_cork(struct conn *c, bool on)
+{
+	int v = on;
+	if (!c->l->is_unix)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
 }
 
 static const char *status_text(int status)

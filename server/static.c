@@ -739,6 +739,9 @@ static int respond(const struct static_config *sc, struct conn *c, const char *n
 	}
 
 	struct iovec iov = {.iov_base = r.buf, .iov_len = r.len};
+	bool body = !head && count > 0 && (status == 200 || status == 206);
+	if (body)
+		conn_cork(c, true); /* nginx's tcp_nopush */
 	if (conn_writev(c, &iov, 1) == -1)
 		return -1;
 	if (head || count == 0 || (status != 200 && status != 206))
@@ -762,6 +765,7 @@ static int respond(const struct static_config *sc, struct conn *c, const char *n
 		*keep = false; /* the file shrank: only closing tells the client */
 		return 1;
 	}
+	conn_cork(c, false);
 	if (count == 0)
 		return 1;
 	c->sf_fd = dup(fd);

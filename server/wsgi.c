@@ -655,14 +655,17 @@ static int send_file(struct request *r, struct file_wrapper *fw)
 	uint64_t count = (uint64_t)(st.st_size - off);
 	if (r->clen >= 0 && (uint64_t)r->clen < count)
 		count = (uint64_t)r->clen;
+	bool cork = !r->no_body && count > 0;
+	if (cork)
+		conn_cork(r->c, true); /* the head and the file in full segments */
 	if (emit(r, NULL, 0, (int64_t)count) == -1)
 		return r->failed ? 1 : -1;
 	if (r->no_body)
 		return 1;
 	int rc;
 	Py_BEGIN_ALLOW_THREADS rc = conn_sendfile(r->c, fd, off, (size_t)count);
-	Py_END_ALLOW_THREADS if (rc == -1)
-	{
+	Py_END_ALLOW_THREADS if (cork) conn_cork(r->c, false);
+	if (rc == -1) {
 		r->failed = true;
 		r->keep = false;
 	}

@@ -117,6 +117,11 @@ ssize_t conn_try_writev(struct conn *c, struct iovec *iov, int iovcnt);
  * the GIL released, or when the body is known to be buffered. */
 ssize_t conn_body_read(struct conn *c, char *dst, size_t n);
 
+/* Holds back partial segments (TCP_CORK) while a head and a file body are
+ * queued, so the head does not travel in a small segment of its own;
+ * a no-op on unix sockets. */
+void conn_cork(struct conn *c, bool on);
+
 /* A canned error response (status line and short body), Connection: close. */
 void conn_send_error(struct conn *c, int status);
 
