@@ -150,6 +150,10 @@ static int open_tcp(struct listener *l, const char *host, const char *port, int 
 		goto fail;
 	}
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (l->reuse_port && setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+		log_err(errno, "setsockopt(SO_REUSEPORT) failed on %s", l->name);
+		goto fail;
+	}
 	/* Wake a worker only once the request has arrived: its first read
 	 * then succeeds (nginx's "deferred"). */
 	setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof(one));
@@ -182,6 +186,7 @@ fail:
 int listener_open(struct listener *l, const char *addr, int backlog, const char *mode,
                   const char *owner)
 {
+	l->backlog = backlog;
 	char host[256], port[8];
 
 	l->fd = -1;
@@ -198,4 +203,38 @@ int listener_open(struct listener *l, const char *addr, int backlog, const char 
 		l->fd = -1;
 	}
 	return rc;
+}
+
+int listener_fd(const struct listener *l, int id)
+{
+	if (l->worker_fds != NULL && id >= 1 && id <= l->n_worker_fds)
+		return l->worker_fds[id - 1];
+	return l->fd;
+}
+
+int listener_per_worker(struct listener *l, int n)
+{
+	if (l->is_unix || n < 2)
+		return 0;
+	l->worker_fds = calloc((size_t)n, sizeof(int));
+	if (l->worker_fds == NULL)
+		return -1;
+	l->worker_fds[0] = l->fd;
+	l->n_worker_fds = 1;
+	char host[256], port[8];
+	bool is_unix;
+	if (listener_split(l->name, &is_unix, host, sizeof(host), port, sizeof(port)) == -1)
+		return -1;
+	for (int i = 1; i < n; i++) {
+		/* The port actually bound (the address may have asked for 0). */
+		struct listener more = {.fd = -1, .reuse_port = true};
+		snprintf(more.name, sizeof(more.name), "%s", l->name);
+		if (open_tcp(&more, host, l->server_port, l->backlog) == -1) {
+			if (more.fd != -1)
+				close(more.fd);
+			return -1;
+		}
+		l->worker_fds[l->n_worker_fds++] = more.fd;
+	}
+	return 0;
 }

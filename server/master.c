@@ -106,7 +106,9 @@ static int open_listeners(struct server *srv)
 			continue;
 		struct listener *l = &srv->ls.l[srv->ls.n];
 		l->proto = e->id == OPT_SOCKET ? PROTO_UWSGI : PROTO_HTTP;
-		if (listener_open(l, e->value, (int)opt_int(o, OPT_LISTEN), mode, owner) == -1)
+		l->reuse_port = opt_flag(o, OPT_REUSE_PORT);
+		if (listener_open(l, e->value, (int)opt_int(o, OPT_LISTEN), mode, owner) == -1 ||
+		    (l->reuse_port && listener_per_worker(l, srv->cfg.processes) == -1))
 			return -1;
 		srv->ls.n++;
 		log_info("%s listening on %s (fd %d)", e->key, l->name, l->fd);

@@ -42,6 +42,7 @@ struct clist {
 struct worker {
 	const struct server *srv;
 	const struct config *cfg;
+	int id;
 	int epfd;
 	int evfd;
 	pthread_mutex_t mu;
@@ -407,7 +408,8 @@ static void on_accept(struct worker *w, const struct listener *l)
 	for (int i = 0; i < budget && !w->stopping; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(listener_fd(l, w->id), (struct sockaddr *)&ss, &sl,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
 				log_err(errno, "accept4() failed on %s", l->name);
@@ -552,7 +554,7 @@ static void begin_stop(struct worker *w)
 		return;
 	w->stopping = true;
 	for (size_t i = 0; i < w->srv->ls.n; i++)
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->ls.l[i].fd, NULL);
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, listener_fd(&w->srv->ls.l[i], w->id), NULL);
 	/* Idle keep-alive connections carry no request: close them now. */
 	pthread_mutex_lock(&w->mu);
 	struct conn *c;
@@ -602,7 +604,8 @@ static void loop_setup(struct worker *w)
 	}
 	for (size_t i = 0; i < w->srv->ls.n; i++) {
 		struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = i + 1};
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->srv->ls.l[i].fd, &lev) == -1) {
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, listener_fd(&w->srv->ls.l[i], w->id), &lev) ==
+		    -1) {
 			log_err(errno, "epoll_ctl() failed on %s", w->srv->ls.l[i].name);
 			_exit(1);
 		}
@@ -619,6 +622,7 @@ void worker_main(const struct server *srv, int id)
 {
 	struct worker *w = &wk;
 	w->srv = srv;
+	w->id = id;
 	w->cfg = &srv->cfg;
 	w->timeout_ms[L_IDLE] = (int64_t)srv->cfg.keepalive_timeout * 1000;
 	w->timeout_ms[L_READING] = (int64_t)srv->cfg.socket_timeout * 1000;

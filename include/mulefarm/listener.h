@@ -18,6 +18,10 @@ struct listener {
 	int fd;
 	bool is_unix;
 	enum listener_proto proto;
+	bool reuse_port; /* set before listener_open(): SO_REUSEPORT (TCP) */
+	int *worker_fds; /* --reuse-port: one socket per worker id, or NULL */
+	int n_worker_fds;
+	int backlog;
 	char name[256];        /* the address as given */
 	char server_name[256]; /* default SERVER_NAME (host part, or "localhost") */
 	char server_port[8];   /* default SERVER_PORT ("" for unix sockets) */
@@ -37,5 +41,13 @@ int listener_split(const char *addr, bool *is_unix, char *host, size_t hostlen, 
  * they are not NULL. Returns 0, or -1 after logging what failed. */
 int listener_open(struct listener *l, const char *addr, int backlog, const char *mode,
                   const char *owner);
+
+/* --reuse-port: opens <n> sockets on <l>'s TCP address with SO_REUSEPORT
+ * (the first is l->fd), one per worker, so that each worker has an accept
+ * queue of its own. Returns 0 or -1 after logging. Master, before fork. */
+int listener_per_worker(struct listener *l, int n);
+
+/* The socket worker <id> (1..N) accepts on. */
+int listener_fd(const struct listener *l, int id);
 
 #endif

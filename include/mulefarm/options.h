@@ -31,6 +31,8 @@
 	X(UMASK, "umask", OPT_STR, false, NULL, "process umask (octal), set before binding")       \
 	X(CHMOD_SOCKET, "chmod-socket", OPT_OPT, false, "666",                                     \
 	  "mode of unix sockets (octal; bare means 666)")                                          \
+	X(REUSE_PORT, "reuse-port", OPT_FLAG, false, NULL,                                         \
+	  "one SO_REUSEPORT TCP socket per worker, each with its own accept queue (mulefarm)")     \
 	X(LISTEN, "listen", OPT_INT, false, "100", "listen backlog of every socket")               \
 	X(WSGI_FILE, "wsgi-file", OPT_STR, false, NULL, "load the WSGI app from this file")        \
 	X(MODULE, "module", OPT_STR, false, NULL,                                                  \

@@ -74,6 +74,7 @@ fi
 
 NAME[mf_hs]="mulefarm --http-socket"
 NAME[mf_http]="mulefarm --http"
+NAME[mf_rp]="mulefarm --reuse-port"
 NAME[uw_hs]="uWSGI --http-socket"
 NAME[uw_h11]="uWSGI --http11-socket"
 NAME[uw_http]="uWSGI --http"
@@ -106,6 +107,9 @@ if [[ $SKIP_MULEFARM == 1 ]]; then
 else
 	# Scenarios 1, 2, 3.
 	run_server mf_hs INT "ka close" "$BIN" --http-socket 127.0.0.1:@PORT@ "${MF_ARGS[@]}"
+	# Scenario 2 again with a queue per worker, as the nginx ceiling has
+	# (reuseport): like for like.
+	run_server mf_rp INT "close" "$BIN" --http-socket 127.0.0.1:@PORT@ --reuse-port "${MF_ARGS[@]}"
 fi
 # Scenario 1 (keep-alive; uWSGI closes every connection) and 2 (close).
 run_server uw_hs INT "ka close" uwsgi --plugin python3 --http-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
@@ -180,6 +184,7 @@ stop_server TERM
 
 row 1-keepalive mf_hs.ka uw_hs.ka ">=1.5" uw_hs.ka
 row 2-close mf_hs.close ngx.close ">=0.95" uw_hs.close
+row 2-close mf_rp.close ngx.close ">=0.95" uw_hs.close
 row 2-close uw_hs.close ngx.close - -
 row 3-keepalive mf_hs.ka uw_h11.ka ">=1.2" uw_h11.ka
 row 4-http mf_http.ka uw_http.ka ">=2.5" uw_http.ka

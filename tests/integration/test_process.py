@@ -331,3 +331,27 @@ def test_equals_form_options(server):
     )
     wait_for(lambda: len(srv.children()) == 2, what="2 workers")
     assert srv.get("/")[0] == 200
+
+
+def test_reuse_port_gives_each_worker_an_accept_queue(server):
+    import shutil
+    import subprocess
+
+    srv = server(["--wsgi-file", app_path("uwsgiapp.py"), "--processes", "2", "--threads", "1",
+                  "--reuse-port"])
+    wait_for(lambda: len(srv.children()) == 2, what="2 workers")
+    if shutil.which("ss"):
+        out = subprocess.run(["ss", "-Hltn", "sport = :%d" % srv.port], capture_output=True,
+                             text=True).stdout
+        assert len([l for l in out.splitlines() if l.strip()]) == 2, out
+    seen = set()
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.add(srv.get_json("/")["worker_id"])  # a new connection each time
+    assert seen == {1, 2}
+    victim = srv.children()[0]
+    _kill_and_wait_new(srv, victim)
+    wait_for(lambda: len(srv.children()) == 2 and victim not in srv.children(),
+             what="worker respawned")
+    for _ in range(20):  # both queues are served again
+        assert srv.get("/", timeout=5)[0] == 200
