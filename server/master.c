@@ -167,6 +167,8 @@ static int load(struct server *srv)
 			rc = mount(o->entries[i].value, opt_str(o, OPT_CALLABLE));
 	if (rc == -1 && PyErr_Occurred())
 		python_print_exception();
+	if (rc == 0)
+		python_freeze();
 	return rc;
 }
 

@@ -209,6 +209,16 @@ PyObject *python_load_target(const char *target, const char *callable)
 	return app;
 }
 
+void python_freeze(void)
+{
+	PyObject *gc = PyImport_ImportModule("gc");
+	PyObject *r = gc ? PyObject_CallMethod(gc, "freeze", NULL) : NULL;
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+	Py_XDECREF(gc);
+}
+
 void python_before_fork(void)
 {
 	PyOS_BeforeFork();

@@ -24,6 +24,12 @@ PyObject *python_load_app(const struct options *o);
  * traceback. */
 PyObject *python_load_target(const char *target, const char *callable);
 
+/* After the app is loaded and before the first fork: gc.freeze() moves
+ * every object to a permanent generation, so the collector in the
+ * workers neither walks (nor writes to, breaking copy-on-write) the app's
+ * import-time objects. */
+void python_freeze(void);
+
 /* Around fork(): the interpreter's own before/after hooks. The child hook
  * also sets the worker id and calls uwsgi.post_fork_hook if the app set it. */
 void python_before_fork(void);
