@@ -299,7 +299,7 @@ static void test_open_tcp_port_in_use(void **state)
 {
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
-	struct listener second;
+	struct listener second = {.fd = -1};
 	char addr[32];
 
 	assert_int_equal(listener_open(&lis, "127.0.0.1:0", 16, NULL, NULL), 0);
