@@ -367,37 +367,10 @@ void conn_cork(struct conn *c, bool on)
 		setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
 }
 
-static const char *status_text(int status)
-{
-	switch (status) {
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 408:
-		return "Request Timeout";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 503:
-		return "Service Unavailable";
-	case 505:
-		return "HTTP Version Not Supported";
-	}
-	return "Error";
-}
-
 void conn_send_error(struct conn *c, int status)
 {
 	char msg[256];
-	const char *text = status_text(status);
+	const char *text = http_status_text(status);
 	int n = snprintf(msg, sizeof(msg),
 	                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
 	                 "Connection: close\r\n\r\n%d %s\n",

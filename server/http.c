@@ -102,6 +102,48 @@ static bool eq_lower(const char *p, size_t n, const char *lit)
 	return true;
 }
 
+bool http_slice_eq(struct http_slice s, const char *lit)
+{
+	return strlen(lit) == s.len && memcmp(s.p, lit, s.len) == 0;
+}
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 206:
+		return "Partial Content";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 416:
+		return "Range Not Satisfiable";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	}
+	return "Error";
+}
+
 bool http_slice_eq_nocase(struct http_slice s, const char *lit)
 {
 	size_t i;

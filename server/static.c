@@ -657,19 +657,6 @@ __attribute__((format(printf, 2, 3))) static void reply_add(struct reply *r, con
 		r->len += (size_t)n;
 }
 
-static const char *status_text(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 206:
-		return "Partial Content";
-	case 304:
-		return "Not Modified";
-	}
-	return "Range Not Satisfiable";
-}
-
 /* The status for a file with <etag> and <mtime> of <size> bytes; sets
  * the range to send for 200 and 206. */
 static int choose_status(const struct conn *c, bool head, const char *etag, time_t mtime,
@@ -711,7 +698,7 @@ static int respond(const struct static_config *sc, struct conn *c, const char *n
 	int status = choose_status(c, head, etag, st->st_mtime, size, &from, &count);
 	*keep = req->keep_alive;
 
-	reply_add(&r, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+	reply_add(&r, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
 	if (http_date_format(time(NULL), now) == 0)
 		reply_add(&r, "Date: %s\r\n", now);
 	if (status == 200 || status == 206)
@@ -777,11 +764,6 @@ static int respond(const struct static_config *sc, struct conn *c, const char *n
 	return 2;
 }
 
-static bool slice_is(struct http_slice s, const char *lit)
-{
-	return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
-}
-
 /* Behind nginx the path is PATH_INFO, already decoded: its '%'s are
  * escaped again so that static_resolve() decodes it once. Returns the
  * path to resolve (<*buf> when one was allocated, to be freed), or NULL
@@ -810,13 +792,13 @@ static const char *request_path(const struct conn *c, size_t *len, char **buf)
 int static_serve(const struct static_config *sc, struct conn *c, bool *keep)
 {
 	const struct http_request *req = &c->req;
-	bool head = slice_is(req->method, "HEAD");
+	bool head = http_slice_eq(req->method, "HEAD");
 	char name[PATH_MAX], *buf;
 	struct stat st;
 	size_t len;
 	int r = 0;
 
-	if (!head && !slice_is(req->method, "GET"))
+	if (!head && !http_slice_eq(req->method, "GET"))
 		return 0;
 	const char *path = request_path(c, &len, &buf);
 	for (size_t i = 0; path != NULL && i < sc->n_maps; i++) {

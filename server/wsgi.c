@@ -180,11 +180,6 @@ static int add_request_line(PyObject *env, struct conn *c)
 	return server_name(env, c);
 }
 
-static bool slice_is(struct http_slice s, const char *lit)
-{
-	return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
-}
-
 static bool slice_starts(struct http_slice s, const char *lit)
 {
 	return s.len >= strlen(lit) && memcmp(s.p, lit, strlen(lit)) == 0;
@@ -197,20 +192,22 @@ static bool slice_starts(struct http_slice s, const char *lit)
 static int add_uwsgi_var(PyObject *env, const struct uwsgi_var *v, bool *https)
 {
 	if (slice_starts(v->key, "UWSGI_")) {
-		if (slice_is(v->key, "UWSGI_SCHEME"))
+		if (http_slice_eq(v->key, "UWSGI_SCHEME"))
 			*https = v->value.len == 5 && strncasecmp(v->value.p, "https", 5) == 0;
 		return 0;
 	}
-	if (slice_is(v->key, "HTTP_CONTENT_LENGTH") || slice_is(v->key, "HTTP_CONTENT_TYPE"))
+	if (http_slice_eq(v->key, "HTTP_CONTENT_LENGTH") ||
+	    http_slice_eq(v->key, "HTTP_CONTENT_TYPE"))
 		return 0;
-	if (slice_is(v->key, "HTTPS") && v->value.len == 2 && strncasecmp(v->value.p, "on", 2) == 0)
+	if (http_slice_eq(v->key, "HTTPS") && v->value.len == 2 &&
+	    strncasecmp(v->value.p, "on", 2) == 0)
 		*https = true;
 	PyObject *k = latin1(v->key.p, v->key.len);
 	PyObject *val = k ? latin1(v->value.p, v->value.len) : NULL;
 	PyObject *old =
 	        val && slice_starts(v->key, "HTTP_") ? PyDict_GetItemWithError(env, k) : NULL;
 	if (old != NULL) {
-		bool cookie = slice_is(v->key, "HTTP_COOKIE");
+		bool cookie = http_slice_eq(v->key, "HTTP_COOKIE");
 		Py_SETREF(val, PyUnicode_FromFormat("%U%s%U", old, cookie ? "; " : ", ", val));
 	}
 	int rc = val && !PyErr_Occurred() ? PyDict_SetItem(env, k, val) : -1;

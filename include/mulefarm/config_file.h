@@ -84,4 +84,14 @@ int cfg_split_spec(const char *spec, char *path, size_t pathlen, char *section, 
 #define CFG_MAX_FILE (64u << 20)
 int cfg__slurp(const char *path, char **buf, size_t *len, char *err, size_t errlen);
 
+/* snprintf into <err> when there is room (err may be NULL with errlen 0). */
+void cfg__errf(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* Reads <path> and hands its bytes to a reader's buffer parser. */
+typedef int (*cfg_parse_fn)(const char *buf, size_t len, const char *file, const char *section,
+                            cfg_emit_fn emit, void *ctx, char *err, size_t errlen);
+int cfg__read(const char *path, cfg_parse_fn parse, const char *section, cfg_emit_fn emit,
+              void *ctx, char *err, size_t errlen);
+
 #endif

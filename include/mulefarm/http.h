@@ -106,6 +106,12 @@ ssize_t http_request_line_end(const char *buf, size_t len);
 /* Case-insensitive comparison of a slice with a NUL-terminated literal. */
 bool http_slice_eq_nocase(struct http_slice s, const char *lit);
 
+/* Exact comparison of a slice with a NUL-terminated literal. */
+bool http_slice_eq(struct http_slice s, const char *lit);
+
+/* The reason phrase for <status> (RFC 9110), "Error" for one not used. */
+const char *http_status_text(int status);
+
 /*
  * Incremental chunked body decoder (RFC 9112 7.1). Zero-copy: decoded body
  * bytes are returned as slices of the input.

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,18 +24,6 @@ struct ini {
 	size_t errlen;
 	char *scratch; /* the current key and value, NUL-terminated */
 };
-
-__attribute__((format(printf, 3, 4))) static void ini_errf(char *err, size_t errlen,
-                                                           const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool ini_space(char c)
 {
@@ -73,7 +60,7 @@ static int ini_walk(struct ini *s, const char *buf, size_t len, bool emitting, b
 		line++;
 		p = e;
 		if (memchr(b, '\0', (size_t)(e - b)) != NULL) {
-			ini_errf(s->err, s->errlen, "%s:%d: NUL byte in the line", s->file, line);
+			cfg__errf(s->err, s->errlen, "%s:%d: NUL byte in the line", s->file, line);
 			return -1;
 		}
 		ini_trim(&b, &e);
@@ -82,9 +69,9 @@ static int ini_walk(struct ini *s, const char *buf, size_t len, bool emitting, b
 		if (*b == '[') {
 			/* The name is not trimmed: "[ uwsgi ]" is not [uwsgi], as in uWSGI. */
 			if (e[-1] != ']' || e - b < 2) {
-				ini_errf(s->err, s->errlen,
-				         "%s:%d: section header without ']' at its end", s->file,
-				         line);
+				cfg__errf(s->err, s->errlen,
+				          "%s:%d: section header without ']' at its end", s->file,
+				          line);
 				return -1;
 			}
 			in_section = (size_t)(e - b - 2) == strlen(s->section) &&
@@ -94,8 +81,8 @@ static int ini_walk(struct ini *s, const char *buf, size_t len, bool emitting, b
 		}
 		eq = memchr(b, '=', (size_t)(e - b));
 		if (eq == b) {
-			ini_errf(s->err, s->errlen, "%s:%d: expected a key before '='", s->file,
-			         line);
+			cfg__errf(s->err, s->errlen, "%s:%d: expected a key before '='", s->file,
+			          line);
 			return -1;
 		}
 		if (emitting && in_section) {
@@ -137,13 +124,13 @@ static int ini_parse_buf(const char *buf, size_t len, const char *file, const ch
 	if (rc != 0)
 		return rc;
 	if (!found) {
-		ini_errf(err, errlen, "%s: no '%s' section", file, s.section);
+		cfg__errf(err, errlen, "%s: no '%s' section", file, s.section);
 		return -1;
 	}
 	/* A key and its value are never longer than their line. */
 	s.scratch = malloc(len + 2);
 	if (s.scratch == NULL) {
-		ini_errf(err, errlen, "%s: out of memory", file);
+		cfg__errf(err, errlen, "%s: out of memory", file);
 		return -1;
 	}
 	rc = ini_walk(&s, buf, len, true, &found);
@@ -154,13 +141,5 @@ static int ini_parse_buf(const char *buf, size_t len, const char *file, const ch
 int cfg_read_ini(const char *path, const char *section, cfg_emit_fn emit, void *ctx, char *err,
                  size_t errlen)
 {
-	char *buf;
-	size_t len;
-	int rc;
-
-	if (cfg__slurp(path, &buf, &len, err, errlen) == -1)
-		return -1;
-	rc = ini_parse_buf(buf, len, path, section, emit, ctx, err, errlen);
-	free(buf);
-	return rc;
+	return cfg__read(path, ini_parse_buf, section, emit, ctx, err, errlen);
 }

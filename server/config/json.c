@@ -45,18 +45,6 @@ struct json {
 	struct json_buf key, val;
 };
 
-__attribute__((format(printf, 3, 4))) static void json_errf(char *err, size_t errlen,
-                                                            const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* "file:line: <what>"; always returns -1. */
 __attribute__((format(printf, 3, 4))) static int json_fail(struct json *j, int line,
                                                            const char *fmt, ...)
@@ -67,7 +55,7 @@ __attribute__((format(printf, 3, 4))) static int json_fail(struct json *j, int l
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	json_errf(j->err, j->errlen, "%s:%d: %s", j->file, line, what);
+	cfg__errf(j->err, j->errlen, "%s:%d: %s", j->file, line, what);
 	return -1;
 }
 
@@ -81,7 +69,7 @@ static int json_put(struct json *j, struct json_buf *b, const char *s, size_t n)
 			cap *= 2;
 		ns = realloc(b->s, cap);
 		if (ns == NULL) {
-			json_errf(j->err, j->errlen, "%s: out of memory", j->file);
+			cfg__errf(j->err, j->errlen, "%s: out of memory", j->file);
 			return -1;
 		}
 		b->s = ns;
@@ -531,7 +519,7 @@ static int json_parse_buf(const char *buf, size_t len, const char *file, const c
 	j.errlen = errlen;
 	rc = json_walk(&j, buf, len);
 	if (rc == 0 && !j.found) {
-		json_errf(err, errlen, "%s: no '%s' section", file, j.section);
+		cfg__errf(err, errlen, "%s: no '%s' section", file, j.section);
 		rc = -1;
 	}
 	if (rc == 0) {
@@ -546,13 +534,5 @@ static int json_parse_buf(const char *buf, size_t len, const char *file, const c
 int cfg_read_json(const char *path, const char *section, cfg_emit_fn emit, void *ctx, char *err,
                   size_t errlen)
 {
-	char *buf;
-	size_t len;
-	int rc;
-
-	if (cfg__slurp(path, &buf, &len, err, errlen) == -1)
-		return -1;
-	rc = json_parse_buf(buf, len, path, section, emit, ctx, err, errlen);
-	free(buf);
-	return rc;
+	return cfg__read(path, json_parse_buf, section, emit, ctx, err, errlen);
 }

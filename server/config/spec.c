@@ -7,6 +7,7 @@
  * Also the file reading the three readers share.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,4 +82,26 @@ fail:;
 		close(fd);
 	free(b);
 	return -1;
+}
+
+int cfg__read(const char *path, cfg_parse_fn parse, const char *section, cfg_emit_fn emit,
+              void *ctx, char *err, size_t errlen)
+{
+	char *buf;
+	size_t len;
+	if (cfg__slurp(path, &buf, &len, err, errlen) == -1)
+		return -1;
+	int rc = parse(buf, len, path, section, emit, ctx, err, errlen);
+	free(buf);
+	return rc;
+}
+
+void cfg__errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,18 +34,6 @@ struct yml {
 	char *err;
 	size_t errlen;
 };
-
-__attribute__((format(printf, 3, 4))) static void yml_errf(char *err, size_t errlen,
-                                                           const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int yml_line(const yaml_node_t *n)
 {
@@ -84,8 +71,8 @@ static int yml_emit(struct yml *y, const yaml_node_t *key, const yaml_node_t *v,
 	struct cfg_item item = {(const char *)key->data.scalar.value, NULL, y->file, line};
 
 	if (yml_has_nul(v)) {
-		yml_errf(y->err, y->errlen, "%s:%d: option '%s': NUL character in the value",
-		         y->file, yml_line(v), item.key);
+		cfg__errf(y->err, y->errlen, "%s:%d: option '%s': NUL character in the value",
+		          y->file, yml_line(v), item.key);
 		return -1;
 	}
 	if (!y->emitting)
@@ -106,31 +93,31 @@ static int yml_option(struct yml *y, const yaml_node_pair_t *pair)
 	int rc;
 
 	if (k->type != YAML_SCALAR_NODE) {
-		yml_errf(y->err, y->errlen, "%s:%d: expected a key, found %s", y->file, yml_line(k),
-		         yml_kind(k));
+		cfg__errf(y->err, y->errlen, "%s:%d: expected a key, found %s", y->file,
+		          yml_line(k), yml_kind(k));
 		return -1;
 	}
 	key = (const char *)k->data.scalar.value;
 	if (key[0] == '\0' || yml_has_nul(k)) {
-		yml_errf(y->err, y->errlen, "%s:%d: %s key", y->file, yml_line(k),
-		         key[0] == '\0' ? "empty" : "NUL character in a");
+		cfg__errf(y->err, y->errlen, "%s:%d: %s key", y->file, yml_line(k),
+		          key[0] == '\0' ? "empty" : "NUL character in a");
 		return -1;
 	}
 	if (v->type == YAML_SCALAR_NODE)
 		return yml_emit(y, k, v, yml_line(k));
 	if (v->type == YAML_MAPPING_NODE) {
-		yml_errf(y->err, y->errlen,
-		         "%s:%d: option '%s': expected a value or a list, found a mapping", y->file,
-		         yml_line(k), key);
+		cfg__errf(y->err, y->errlen,
+		          "%s:%d: option '%s': expected a value or a list, found a mapping",
+		          y->file, yml_line(k), key);
 		return -1;
 	}
 	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
 		yaml_node_t *e = yaml_document_get_node(y->doc, *it);
 
 		if (e->type != YAML_SCALAR_NODE) {
-			yml_errf(y->err, y->errlen,
-			         "%s:%d: option '%s': a list may hold only values, found %s",
-			         y->file, yml_line(e), key, yml_kind(e));
+			cfg__errf(y->err, y->errlen,
+			          "%s:%d: option '%s': a list may hold only values, found %s",
+			          y->file, yml_line(e), key, yml_kind(e));
 			return -1;
 		}
 		rc = yml_emit(y, k, e, yml_line(e));
@@ -163,8 +150,8 @@ static int yml_walk(struct yml *y, const yaml_node_t *root, bool *found)
 		if (v->type == YAML_SCALAR_NODE && yml_is_null(v))
 			continue; /* "uwsgi:" with every option commented out */
 		if (v->type != YAML_MAPPING_NODE) {
-			yml_errf(y->err, y->errlen, "%s:%d: section '%s' is not a mapping", y->file,
-			         yml_line(k), y->section);
+			cfg__errf(y->err, y->errlen, "%s:%d: section '%s' is not a mapping",
+			          y->file, yml_line(k), y->section);
 			return -1;
 		}
 		for (pair = v->data.mapping.pairs.start; pair < v->data.mapping.pairs.top; pair++) {
@@ -196,16 +183,16 @@ static void yml_syntax_error(const yaml_parser_t *p, const char *buf, size_t len
 	const char *problem = p->problem != NULL ? p->problem : "invalid YAML";
 
 	if (p->error == YAML_MEMORY_ERROR)
-		yml_errf(err, errlen, "%s: out of memory", file);
+		cfg__errf(err, errlen, "%s: out of memory", file);
 	else if (p->error == YAML_READER_ERROR)
-		yml_errf(err, errlen, "%s:%d: %s", file, yml_line_at(buf, len, p->problem_offset),
-		         problem);
+		cfg__errf(err, errlen, "%s:%d: %s", file, yml_line_at(buf, len, p->problem_offset),
+		          problem);
 	else if (p->context != NULL)
-		yml_errf(err, errlen, "%s:%d: %s (%s at line %d)", file,
-		         (int)p->problem_mark.line + 1, problem, p->context,
-		         (int)p->context_mark.line + 1);
+		cfg__errf(err, errlen, "%s:%d: %s (%s at line %d)", file,
+		          (int)p->problem_mark.line + 1, problem, p->context,
+		          (int)p->context_mark.line + 1);
 	else
-		yml_errf(err, errlen, "%s:%d: %s", file, (int)p->problem_mark.line + 1, problem);
+		cfg__errf(err, errlen, "%s:%d: %s", file, (int)p->problem_mark.line + 1, problem);
 }
 
 /* An empty document, as a trailing "---" makes. */
@@ -226,7 +213,7 @@ static int yml_load(const char *buf, size_t len, const char *file, yaml_document
 	int rc = -1;
 
 	if (!yaml_parser_initialize(&parser)) {
-		yml_errf(err, errlen, "%s: out of memory", file);
+		cfg__errf(err, errlen, "%s: out of memory", file);
 		return -1;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
@@ -240,8 +227,8 @@ static int yml_load(const char *buf, size_t len, const char *file, yaml_document
 		goto out;
 	}
 	if (!yml_is_empty(&next)) {
-		yml_errf(err, errlen, "%s:%d: a second YAML document; a config file holds one",
-		         file, yml_line(yaml_document_get_root_node(&next)));
+		cfg__errf(err, errlen, "%s:%d: a second YAML document; a config file holds one",
+		          file, yml_line(yaml_document_get_root_node(&next)));
 		yaml_document_delete(doc);
 	} else {
 		rc = 0;
@@ -269,8 +256,8 @@ static int yml_parse_buf(const char *buf, size_t len, const char *file, const ch
 	y.doc = &doc;
 	root = yaml_document_get_root_node(&doc);
 	if (root != NULL && root->type != YAML_MAPPING_NODE && !yml_is_empty(&doc)) {
-		yml_errf(err, errlen, "%s:%d: expected a mapping at the top level, found %s", file,
-		         yml_line(root), root->type == YAML_SEQUENCE_NODE ? "a list" : "a value");
+		cfg__errf(err, errlen, "%s:%d: expected a mapping at the top level, found %s", file,
+		          yml_line(root), root->type == YAML_SEQUENCE_NODE ? "a list" : "a value");
 		goto out;
 	}
 	if (root != NULL && root->type == YAML_MAPPING_NODE) {
@@ -279,7 +266,7 @@ static int yml_parse_buf(const char *buf, size_t len, const char *file, const ch
 			goto out;
 	}
 	if (!found) {
-		yml_errf(err, errlen, "%s: no '%s' section", file, y.section);
+		cfg__errf(err, errlen, "%s: no '%s' section", file, y.section);
 		rc = -1;
 		goto out;
 	}
@@ -293,13 +280,5 @@ out:
 int cfg_read_yaml(const char *path, const char *section, cfg_emit_fn emit, void *ctx, char *err,
                   size_t errlen)
 {
-	char *buf;
-	size_t len;
-	int rc;
-
-	if (cfg__slurp(path, &buf, &len, err, errlen) == -1)
-		return -1;
-	rc = yml_parse_buf(buf, len, path, section, emit, ctx, err, errlen);
-	free(buf);
-	return rc;
+	return cfg__read(path, yml_parse_buf, section, emit, ctx, err, errlen);
 }
