@@ -132,6 +132,18 @@ static int open_unix(struct listener *l, const char *path, int backlog, const ch
 	return 0;
 }
 
+/* The real port, also when the address asked for port 0. */
+static void set_bound_port(struct listener *l, const char *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	unsigned bound = (unsigned)atoi(port);
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
+		bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		                                       : ((struct sockaddr_in *)&ss)->sin_port);
+	snprintf(l->server_port, sizeof(l->server_port), "%u", bound);
+}
+
 static int open_tcp(struct listener *l, const char *host, const char *port, int backlog)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -169,14 +181,7 @@ static int open_tcp(struct listener *l, const char *host, const char *port, int 
 	}
 	freeaddrinfo(res);
 	snprintf(l->server_name, sizeof(l->server_name), "%s", host[0] ? host : "0.0.0.0");
-	/* The real port, also when the address asked for port 0. */
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	unsigned bound = (unsigned)atoi(port);
-	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
-		bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-		                                       : ((struct sockaddr_in *)&ss)->sin_port);
-	snprintf(l->server_port, sizeof(l->server_port), "%u", bound);
+	set_bound_port(l, port);
 	return 0;
 fail:
 	freeaddrinfo(res);
@@ -236,5 +241,35 @@ int listener_per_worker(struct listener *l, int n)
 		}
 		l->worker_fds[l->n_worker_fds++] = more.fd;
 	}
+	return 0;
+}
+
+int listener_adopt(struct listener *l, const char *addr, const int *fds, int n)
+{
+	char host[256], port[8];
+	snprintf(l->name, sizeof(l->name), "%s", addr);
+	if (n < 1 ||
+	    listener_split(addr, &l->is_unix, host, sizeof(host), port, sizeof(port)) == -1)
+		return -1;
+	l->fd = fds[0];
+	if (n > 1) {
+		l->worker_fds = calloc((size_t)n, sizeof(int));
+		if (l->worker_fds == NULL)
+			return -1;
+		memcpy(l->worker_fds, fds, (size_t)n * sizeof(int));
+		l->n_worker_fds = n;
+	}
+	for (int i = 0; i < n; i++) {
+		int flags = fcntl(fds[i], F_GETFD);
+		if (flags == -1 || fcntl(fds[i], F_SETFD, flags | FD_CLOEXEC) == -1)
+			return -1;
+	}
+	if (l->is_unix) {
+		snprintf(l->server_name, sizeof(l->server_name), "localhost");
+		l->server_port[0] = '\0';
+		return 0;
+	}
+	snprintf(l->server_name, sizeof(l->server_name), "%s", host[0] ? host : "0.0.0.0");
+	set_bound_port(l, port);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mulefarm/log.h"
@@ -12,6 +13,12 @@
 static const char *log_role = "master";
 static int log_id;
 static pid_t log_pid;
+static const char *date_format; /* --log-date */
+
+void log_set_date_format(const char *fmt)
+{
+	date_format = fmt;
+}
 
 void log_set_identity(const char *role, int id)
 {
@@ -23,13 +30,25 @@ void log_set_identity(const char *role, int id)
 size_t log_prefix(char *buf, size_t size)
 {
 	int n;
+	size_t d = 0;
 	if (log_pid == 0)
 		log_pid = getpid();
+	if (date_format != NULL) {
+		time_t now = time(NULL);
+		struct tm tm;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		d = strftime(buf, size / 2, date_format, localtime_r(&now, &tm));
+#pragma GCC diagnostic pop
+		if (d > 0 && d < size / 2)
+			buf[d++] = ' ';
+	}
 	if (log_id > 0)
-		n = snprintf(buf, size, "[%s %d pid %d] ", log_role, log_id, (int)log_pid);
+		n = snprintf(buf + d, size - d, "[%s %d pid %d] ", log_role, log_id, (int)log_pid);
 	else
-		n = snprintf(buf, size, "[%s pid %d] ", log_role, (int)log_pid);
-	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+		n = snprintf(buf + d, size - d, "[%s pid %d] ", log_role, (int)log_pid);
+	n = n < 0 ? 0 : (size_t)n < size - d ? n : (int)(size - d - 1);
+	return d + (size_t)n;
 }
 
 void log_write(const char *buf, size_t len)

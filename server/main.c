@@ -6,8 +6,13 @@
 
 #include <unistd.h>
 
+#include <signal.h>
+
 #include "mulefarm/config_load.h"
+#include "mulefarm/daemon.h"
 #include "mulefarm/master.h"
+#include "mulefarm/reload.h"
+#include "mulefarm/stats.h"
 #include "mulefarm/server.h"
 
 #define MULEFARM_VERSION "0.1.0"
@@ -18,6 +23,10 @@ int main(int argc, char **argv)
 	static struct server srv;
 	char err[512];
 
+	if (reload_prepare(argc, argv) == -1) {
+		fprintf(stderr, "mulefarm: cannot read /proc/self/exe or the working directory\n");
+		return 1;
+	}
 	if (config_load(&opts, argc - 1, argv + 1, environ, MULEFARM_VERSION, err, sizeof(err)) ==
 	    -1) {
 		fprintf(stderr, "mulefarm: %s (see --help)\n", err);
@@ -39,10 +48,20 @@ int main(int argc, char **argv)
 		config_print(&opts, stdout);
 		return 0;
 	}
+	/* Controls of a running master: act and exit. */
+	if (opt_given(&opts, OPT_STOP))
+		return daemon_signal_pidfile(opt_str(&opts, OPT_STOP), SIGINT);
+	if (opt_given(&opts, OPT_GRACEFUL_STOP))
+		return daemon_signal_pidfile(opt_str(&opts, OPT_GRACEFUL_STOP), SIGTERM);
+	if (opt_given(&opts, OPT_RELOAD))
+		return daemon_signal_pidfile(opt_str(&opts, OPT_RELOAD), SIGHUP);
+	if (opt_given(&opts, OPT_TOP))
+		return stats_top(opt_str(&opts, OPT_TOP), 0);
 	if (config_settle(&srv.cfg, &opts, err, sizeof(err)) == -1) {
 		fprintf(stderr, "mulefarm: %s\n", err);
 		return 2;
 	}
 	srv.argv = argv;
+	srv.version = MULEFARM_VERSION;
 	return master_run(&srv);
 }

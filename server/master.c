@@ -1,13 +1,21 @@
 /*
- * master.c - the master process: bind, load the app once, fork the
- * workers, respawn them under the same id, and stop them.
+ * master.c - the master process: bind, load the app once, fork workers
+ * and mules, respawn them under the same id, reload and stop.
  *
- * Signals (the contract, also in README.md):
- *   SIGTERM          graceful: workers finish in-flight requests (up to
- *                    --worker-reload-mercy), then the master exits 0.
- *   SIGINT, SIGQUIT  immediate: workers exit at once; the master exits 0.
- *   SIGCHLD          a dead worker is respawned with the same id.
- * Handlers only set a flag and write a byte to a self-pipe.
+ * Signals (the contract, also in README.md), remappable with
+ * hook-master-start unix_signal:N:
+ *   SIGHUP           graceful reload (grace_them_all)
+ *   SIGTERM          graceful shutdown (gracefully_kill_them_all)
+ *   SIGINT, SIGQUIT  immediate shutdown (kill_them_all)
+ *   SIGCHLD          a dead child is respawned with the same id
+ * Handlers only record the signal and write a byte to a self-pipe.
+ *
+ * A graceful reload re-executes the master (reload.h). The old children
+ * stay: the new master adopts the listening sockets, loads the app and
+ * forks its workers while the old workers keep serving; once every new
+ * worker accepts, the old workers and mules are told to finish and go.
+ * So clients never wait for the import, and a new version that fails to
+ * import leaves the old one serving.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,9 +28,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mulefarm/conn.h"
+#include "mulefarm/daemon.h"
+#include "mulefarm/farm.h"
+#include "mulefarm/fifo.h"
+#include "mulefarm/hooks.h"
+#include "mulefarm/reload.h"
+#include "mulefarm/scoreboard.h"
+#include "mulefarm/stats.h"
+#include "mulefarm/usignal.h"
 #include "mulefarm/config_load.h"
 #include "mulefarm/log.h"
 #include "mulefarm/master.h"
@@ -32,38 +49,96 @@
 #include "mulefarm/static.h"
 #include "mulefarm/wsgi.h"
 
-#define RESPAWN_DELAY_MS  1000 /* for a child that died within its first second */
+#define RESPAWN_BASE_MS   1000  /* first delay for a child dying at start-up */
+#define RESPAWN_MAX_MS    30000 /* the delay doubles up to this */
 #define KILL_AFTER_INT_MS 3000
+#define HARAKIRI_DUMP_MS  500 /* time for the stack dump before SIGKILL */
 
 static int sig_pipe[2] = {-1, -1};
-static volatile sig_atomic_t got_term, got_int, got_hup;
+static volatile sig_atomic_t sig_pending[NSIG];
+static enum master_action sig_action[NSIG];
+
+enum master_state { RUNNING, STOPPING, DEGRADED };
+
+struct master {
+	struct server *srv;
+	struct proc_table t; /* workers 1..N, then mules 1..M */
+	struct proc *old;    /* children of a previous generation, draining */
+	size_t nold;
+	bool retire_pending; /* stop the old ones once the new workers accept */
+	enum master_state state;
+	bool stop_now;
+	struct fifo fifo;
+	int stats_fd;
+	struct timespec *touch_mtime; /* per --touch-reload */
+	pid_t *pids;                  /* of t, for routing uWSGI signals */
+	const char *version;
+};
+
+static const struct {
+	const char *name;
+	enum master_action action;
+} action_names[] = {
+        {"gracefully_kill_them_all", MA_GRACEFUL_STOP},
+        {"kill_them_all", MA_STOP_NOW},
+        {"grace_them_all", MA_GRACEFUL_RELOAD},
+        {"reap_them_all", MA_BRUTAL_RELOAD},
+};
+
+enum master_action master_action_named(const char *name)
+{
+	for (size_t i = 0; i < sizeof(action_names) / sizeof(action_names[0]); i++)
+		if (strcmp(name, action_names[i].name) == 0)
+			return action_names[i].action;
+	return MA_NONE;
+}
 
 static void on_signal(int sig)
 {
 	int saved = errno;
-	if (sig == SIGTERM)
-		got_term = 1;
-	else if (sig == SIGINT || sig == SIGQUIT)
-		got_int = 1;
-	else if (sig == SIGHUP)
-		got_hup = 1;
+	sig_pending[sig] = 1;
 	if (write(sig_pipe[1], "", 1) == -1) {
 		/* the pipe is full: a wake-up is already pending */
 	}
 	errno = saved;
 }
 
+static int catch_signal(int sig)
+{
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	return sigaction(sig, &sa, NULL);
+}
+
+int master_remap_signal(int sig, enum master_action action)
+{
+	if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD ||
+	    catch_signal(sig) == -1) {
+		log_info("hook-master-start: signal %d cannot be remapped", sig);
+		return -1;
+	}
+	sig_action[sig] = action;
+	log_info("signal %d now means %s", sig,
+	         action == MA_GRACEFUL_STOP     ? "graceful shutdown"
+	         : action == MA_STOP_NOW        ? "immediate shutdown"
+	         : action == MA_GRACEFUL_RELOAD ? "graceful reload"
+	                                        : "brutal reload");
+	return 0;
+}
+
 static int setup_signals(void)
 {
-	if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
+	if (sig_pipe[0] == -1 && pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
 		log_err(errno, "pipe2() failed");
 		return -1;
 	}
-	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-	sigemptyset(&sa.sa_mask);
+	sig_action[SIGHUP] = MA_GRACEFUL_RELOAD;
+	sig_action[SIGTERM] = MA_GRACEFUL_STOP;
+	sig_action[SIGINT] = MA_STOP_NOW;
+	sig_action[SIGQUIT] = MA_STOP_NOW;
 	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD};
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
+		catch_signal(sigs[i]);
 	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }
@@ -85,7 +160,18 @@ static int set_umask(const char *v)
 	return 0;
 }
 
-static int open_listeners(struct server *srv)
+/* Binds <addr>, or adopts the sockets a previous master handed over. */
+static int listener_take(struct listener *l, struct handoff *h, const char *addr, int backlog,
+                         const char *mode, const char *owner)
+{
+	int fds[256];
+	int n = handoff_listener(h, addr, fds, 256);
+	if (n > 0 && n <= 256)
+		return listener_adopt(l, addr, fds, n);
+	return listener_open(l, addr, backlog, mode, owner);
+}
+
+static int open_listeners(struct server *srv, struct handoff *h)
 {
 	const struct options *o = srv->cfg.opts;
 	const char *mode = opt_given(o, OPT_CHMOD_SOCKET) ? opt_str(o, OPT_CHMOD_SOCKET) : NULL;
@@ -107,8 +193,9 @@ static int open_listeners(struct server *srv)
 		struct listener *l = &srv->ls.l[srv->ls.n];
 		l->proto = e->id == OPT_SOCKET ? PROTO_UWSGI : PROTO_HTTP;
 		l->reuse_port = opt_flag(o, OPT_REUSE_PORT);
-		if (listener_open(l, e->value, (int)opt_int(o, OPT_LISTEN), mode, owner) == -1 ||
-		    (l->reuse_port && listener_per_worker(l, srv->cfg.processes) == -1))
+		if (listener_take(l, h, e->value, (int)opt_int(o, OPT_LISTEN), mode, owner) == -1 ||
+		    (l->reuse_port && l->worker_fds == NULL &&
+		     listener_per_worker(l, srv->cfg.processes) == -1))
 			return -1;
 		srv->ls.n++;
 		log_info("%s listening on %s (fd %d)", e->key, l->name, l->fd);
@@ -116,7 +203,7 @@ static int open_listeners(struct server *srv)
 	if (fallback) {
 		struct listener *l = &srv->ls.l[srv->ls.n];
 		l->proto = PROTO_HTTP;
-		if (listener_open(l, CONFIG_DEFAULT_SOCKET, (int)opt_int(o, OPT_LISTEN), mode,
+		if (listener_take(l, h, CONFIG_DEFAULT_SOCKET, (int)opt_int(o, OPT_LISTEN), mode,
 		                  owner) == -1)
 			return -1;
 		srv->ls.n++;
@@ -157,6 +244,7 @@ static int load(struct server *srv)
 	}
 	if (python_init(srv) == -1)
 		return -1;
+	hooks_run(o, OPT_HOOK_PRE_APP);
 	PyObject *app = default_app ? python_load_app(o) : NULL;
 	if (default_app && app == NULL)
 		return -1;
@@ -167,127 +255,599 @@ static int load(struct server *srv)
 			rc = mount(o->entries[i].value, opt_str(o, OPT_CALLABLE));
 	if (rc == -1 && PyErr_Occurred())
 		python_print_exception();
-	if (rc == 0)
-		python_freeze();
 	return rc;
 }
 
-/* Reaps every dead child; schedules the respawn unless stopping. */
-static void reap(struct proc_table *t, bool stopping)
+/* --- the process table ------------------------------------------------- */
+
+static int mercy_ms(const struct master *m, enum proc_role role)
+{
+	const struct options *o = m->srv->cfg.opts;
+	long s = role == ROLE_MULE ? opt_int(o, OPT_MULE_RELOAD_MERCY)
+	                           : m->srv->cfg.worker_reload_mercy;
+	long cap = opt_int(o, OPT_RELOAD_MERCY);
+	return (int)((s < cap ? s : cap) * 1000);
+}
+
+/* Asks <p> to stop: gracefully (SIGTERM, SIGKILL after its mercy) or at
+ * once (SIGINT, SIGKILL after a few seconds). */
+static void stop_proc(struct master *m, struct proc *p, bool now)
+{
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, now ? SIGINT : SIGTERM);
+	int64_t at = mono_ms() + (now ? KILL_AFTER_INT_MS : mercy_ms(m, p->role));
+	if (p->kill_at_ms == 0 || at < p->kill_at_ms)
+		p->kill_at_ms = at;
+}
+
+static size_t alive(const struct master *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->t.n; i++)
+		n += m->t.p[i].pid > 0;
+	return n + m->nold;
+}
+
+static void describe_exit(const struct proc *p, pid_t pid, int status, const char *gen)
+{
+	if (WIFSIGNALED(status))
+		log_info("%s%s %d (pid %d) killed by signal %d", gen, proc_role_name(p->role),
+		         p->id, (int)pid, WTERMSIG(status));
+	else
+		log_info("%s%s %d (pid %d) exited with status %d", gen, proc_role_name(p->role),
+		         p->id, (int)pid, WEXITSTATUS(status));
+}
+
+/* A child that keeps dying at start-up is respawned ever more slowly. */
+static void schedule_respawn(struct master *m, struct proc *p)
+{
+	int64_t now = mono_ms();
+	p->respawn_ms = now;
+	if (now - p->started_ms >= 1000) {
+		p->fast_deaths = 0;
+		return;
+	}
+	int64_t delay = RESPAWN_BASE_MS;
+	for (int i = 1; i < p->fast_deaths && delay < RESPAWN_MAX_MS; i++)
+		delay *= 2;
+	p->fast_deaths++;
+	delay = delay < RESPAWN_MAX_MS ? delay : RESPAWN_MAX_MS;
+	p->respawn_ms = now + delay;
+	if (m->state == RUNNING)
+		log_info("%s %d is dying at start-up: respawning in %lld ms",
+		         proc_role_name(p->role), p->id, (long long)delay);
+}
+
+static void reap(struct master *m)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		struct proc *p = proc_find(t, pid);
-		if (p == NULL)
+		struct proc *p = proc_find(&m->t, pid);
+		if (p != NULL) {
+			describe_exit(p, pid, status, "");
+			p->pid = 0;
+			p->kill_at_ms = 0;
+			if (scoreboard != NULL && p->role == ROLE_WORKER)
+				scoreboard->workers[p->id - 1].pid = 0;
+			else if (scoreboard != NULL)
+				scoreboard->mules[p->id - 1].pid = 0;
+			schedule_respawn(m, p);
 			continue;
-		if (WIFSIGNALED(status))
-			log_info("%s %d (pid %d) killed by signal %d", proc_role_name(p->role),
-			         p->id, (int)pid, WTERMSIG(status));
-		else
-			log_info("%s %d (pid %d) exited with status %d", proc_role_name(p->role),
-			         p->id, (int)pid, WEXITSTATUS(status));
+		}
+		for (size_t i = 0; i < m->nold; i++)
+			if (m->old[i].pid == pid) {
+				describe_exit(&m->old[i], pid, status, "previous ");
+				m->old[i] = m->old[--m->nold];
+				break;
+			}
+	}
+}
+
+/* Whether a mule with <id> of the previous generation still runs: the
+ * new one waits for it, so two mules never share an id. */
+static bool old_mule_alive(const struct master *m, int id)
+{
+	for (size_t i = 0; i < m->nold; i++)
+		if (m->old[i].role == ROLE_MULE && m->old[i].id == id)
+			return true;
+	return false;
+}
+
+static void spawn_due(struct master *m)
+{
+	int64_t now = mono_ms();
+	for (size_t i = 0; i < m->t.n; i++) {
+		struct proc *p = &m->t.p[i];
+		if (p->pid != 0 || p->respawn_ms > now)
+			continue;
+		if (p->role == ROLE_MULE && old_mule_alive(m, p->id))
+			continue;
+		if (proc_spawn(m->srv, p) == -1)
+			schedule_respawn(m, p);
+	}
+}
+
+static bool workers_accepting(const struct master *m)
+{
+	for (int i = 0; i < m->srv->cfg.processes; i++)
+		if (m->t.p[i].pid <= 0 || !scoreboard->workers[i].accepting)
+			return false;
+	return true;
+}
+
+/* The old generation goes once every new worker accepts. */
+static void retire_old(struct master *m)
+{
+	if (!m->retire_pending || !workers_accepting(m))
+		return;
+	m->retire_pending = false;
+	log_info("new workers accepting: stopping %zu children of the previous generation",
+	         m->nold);
+	for (size_t i = 0; i < m->nold; i++)
+		stop_proc(m, &m->old[i], false);
+}
+
+static void kill_overdue(struct master *m)
+{
+	int64_t now = mono_ms();
+	for (size_t i = 0; i < m->t.n + m->nold; i++) {
+		struct proc *p = i < m->t.n ? &m->t.p[i] : &m->old[i - m->t.n];
+		if (p->pid > 0 && p->kill_at_ms != 0 && now >= p->kill_at_ms) {
+			log_info("%s %d (pid %d) did not stop in time: killing it",
+			         proc_role_name(p->role), p->id, (int)p->pid);
+			kill(p->pid, SIGKILL);
+			p->kill_at_ms = now + 60000;
+		}
+	}
+}
+
+/* --- harakiri ----------------------------------------------------------- */
+
+static void harakiri_check(struct master *m)
+{
+	long limit = opt_int(m->srv->cfg.opts, OPT_HARAKIRI);
+	if (limit <= 0 || m->state != RUNNING)
+		return;
+	int64_t now = mono_ms();
+	for (int i = 0; i < m->srv->cfg.processes; i++) {
+		struct proc *p = &m->t.p[i];
+		if (p->pid <= 0 || p->kill_at_ms != 0)
+			continue;
+		for (int th = 0; th < scoreboard->nthreads; th++) {
+			struct sb_slot *s = scoreboard_slot(scoreboard, p->id, th);
+			int64_t started = s->started_ms;
+			if (started == 0 || now - started < limit * 1000)
+				continue;
+			log_info("HARAKIRI: worker %d (pid %d) has run %.*s %.*s for %lld s "
+			         "(--harakiri %ld): killing it; its Python stacks follow",
+			         p->id, (int)p->pid, SB_METHOD_MAX, s->method, SB_URI_MAX, s->uri,
+			         (long long)((now - started) / 1000), limit);
+			scoreboard->workers[i].harakiri_count++;
+			kill(p->pid, SIGUSR2); /* the worker's faulthandler dumps every stack */
+			p->kill_at_ms = now + HARAKIRI_DUMP_MS;
+			break;
+		}
+	}
+}
+
+/* --- actions ------------------------------------------------------------ */
+
+static void begin_stop(struct master *m, bool now)
+{
+	if (m->state == STOPPING && (m->stop_now || !now))
+		return;
+	if (now)
+		log_info("stopping now");
+	else
+		log_info("stopping gracefully (worker mercy %d s, mule mercy %ld s)",
+		         m->srv->cfg.worker_reload_mercy,
+		         opt_int(m->srv->cfg.opts, OPT_MULE_RELOAD_MERCY));
+	m->state = STOPPING;
+	m->stop_now = now;
+	for (size_t i = 0; i < m->t.n + m->nold; i++) {
+		struct proc *p = i < m->t.n ? &m->t.p[i] : &m->old[i - m->t.n];
+		p->kill_at_ms = 0;
+		stop_proc(m, p, now);
+	}
+}
+
+static void reexec(struct master *m, bool brutal)
+{
+	if (m->state == STOPPING)
+		return;
+	log_info("%s reload: re-executing the master", brutal ? "brutal" : "graceful");
+	size_t n = alive(m);
+	struct handoff_child *c = calloc(n + 1, sizeof(*c));
+	size_t k = 0;
+	for (size_t i = 0; c != NULL && i < m->t.n + m->nold; i++) {
+		struct proc *p = i < m->t.n ? &m->t.p[i] : &m->old[i - m->t.n];
+		if (p->pid > 0)
+			c[k++] =
+			        (struct handoff_child){.pid = p->pid, .role = p->role, .id = p->id};
+	}
+	fifo_close(&m->fifo);
+	if (m->stats_fd != -1)
+		close(m->stats_fd);
+	m->stats_fd = -1;
+	if (c != NULL)
+		reload_exec(m->srv, farms->q ? farmq_fd(farms->q) : -1, c, k, brutal);
+	free(c);
+	log_info("reload failed: carrying on with the running children");
+	fifo_open(&m->fifo, m->srv->cfg.opts);
+}
+
+/* FIFO 'w': new workers fork from this master; the old ones finish. */
+static void reload_workers(struct master *m)
+{
+	if (m->state != RUNNING)
+		return;
+	log_info("reloading the workers");
+	for (int i = 0; i < m->srv->cfg.processes; i++) {
+		struct proc *p = &m->t.p[i];
+		if (p->pid <= 0)
+			continue;
+		struct proc *grown = realloc(m->old, (m->nold + 1) * sizeof(*grown));
+		if (grown == NULL)
+			return;
+		m->old = grown;
+		m->old[m->nold++] = *p;
 		p->pid = 0;
-		int64_t now = mono_ms();
-		p->respawn_ms = now;
-		if (!stopping && now - p->started_ms < 1000) {
-			p->respawn_ms = now + RESPAWN_DELAY_MS;
-			log_info("%s %d is dying too fast: respawning in %d ms",
-			         proc_role_name(p->role), p->id, RESPAWN_DELAY_MS);
-		}
+		p->kill_at_ms = 0;
+		p->respawn_ms = 0;
+	}
+	m->retire_pending = true;
+}
+
+static void log_stats(struct master *m)
+{
+	char *json = stats_json(scoreboard, farms->q, &m->srv->ls, m->version);
+	if (json != NULL)
+		log_info("stats: %s", json);
+	free(json);
+}
+
+static void act(struct master *m, enum master_action a)
+{
+	switch (a) {
+	case MA_GRACEFUL_STOP:
+		begin_stop(m, false);
+		break;
+	case MA_STOP_NOW:
+		begin_stop(m, true);
+		break;
+	case MA_GRACEFUL_RELOAD:
+		reexec(m, false);
+		break;
+	case MA_BRUTAL_RELOAD:
+		reexec(m, true);
+		break;
+	case MA_RELOAD_WORKERS:
+		reload_workers(m);
+		break;
+	case MA_LOG_STATS:
+		log_stats(m);
+		break;
+	case MA_NONE:
+		break;
 	}
 }
 
-static size_t signal_all(struct proc_table *t, int sig)
+static void fifo_commands(struct master *m)
 {
-	size_t alive = 0;
-	for (size_t i = 0; i < t->n; i++)
-		if (t->p[i].pid > 0) {
-			kill(t->p[i].pid, sig);
-			alive++;
+	char buf[64];
+	size_t n;
+	while ((n = fifo_read(&m->fifo, buf, sizeof(buf))) > 0)
+		for (size_t i = 0; i < n; i++) {
+			char c = buf[i];
+			if (c >= '0' && c <= '9')
+				fifo_switch(&m->fifo, c - '0');
+			else if (strchr("qQrRws", c) != NULL)
+				act(m, c == 'q'   ? MA_GRACEFUL_STOP
+				       : c == 'Q' ? MA_STOP_NOW
+				       : c == 'r' ? MA_GRACEFUL_RELOAD
+				       : c == 'R' ? MA_BRUTAL_RELOAD
+				       : c == 'w' ? MA_RELOAD_WORKERS
+				                  : MA_LOG_STATS);
+			else if (c != '\n' && c != '\r' && c != ' ')
+				log_info("master FIFO: unknown command '%c'", c);
 		}
-	return alive;
 }
 
-static int supervise(struct server *srv, struct proc_table *t)
+/* --touch-reload: a changed modification time means reload. */
+static bool touched(struct master *m)
 {
-	bool stopping = false, killed = false;
-	int64_t deadline = 0;
-	for (;;) {
-		struct pollfd pfd = {.fd = sig_pipe[0], .events = POLLIN};
-		char drain[64];
-		poll(&pfd, 1, 200);
-		while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
-			;
-		if (got_int && !(stopping && killed)) {
-			got_int = 0;
-			log_info("SIGINT/SIGQUIT: stopping now");
-			signal_all(t, SIGINT);
-			stopping = killed = true;
-			deadline = mono_ms() + KILL_AFTER_INT_MS;
-		}
-		if (got_term && !stopping) {
-			got_term = 0;
-			log_info("SIGTERM: stopping gracefully (mercy %d s)",
-			         srv->cfg.worker_reload_mercy);
-			signal_all(t, SIGTERM);
-			stopping = true;
-			deadline = mono_ms() + (int64_t)srv->cfg.worker_reload_mercy * 1000;
-		}
-		if (got_hup) {
-			got_hup = 0;
-			log_info("SIGHUP: graceful reload is not implemented yet; ignored");
-		}
-		reap(t, stopping);
-		int64_t now = mono_ms();
-		if (stopping) {
-			if (signal_all(t, 0) == 0) {
-				log_info("all children gone: bye");
-				return 0;
-			}
-			if (now >= deadline) {
-				log_info("mercy expired: killing the remaining children");
-				signal_all(t, SIGKILL);
-				deadline = now + 60000;
-			}
+	const struct options *o = m->srv->cfg.opts;
+	bool changed = false;
+	size_t k = 0;
+	for (size_t i = 0; i < o->n; i++) {
+		if (o->entries[i].id != OPT_TOUCH_RELOAD)
 			continue;
+		struct stat st;
+		struct timespec now = {0, 0};
+		if (stat(o->entries[i].value, &st) == 0)
+			now = st.st_mtim;
+		struct timespec *was = &m->touch_mtime[k++];
+		if (now.tv_sec != was->tv_sec || now.tv_nsec != was->tv_nsec) {
+			if (was->tv_sec != -1) {
+				log_info("%s was touched: reloading", o->entries[i].value);
+				changed = true;
+			}
+			*was = now;
 		}
-		for (size_t i = 0; i < t->n; i++)
-			if (t->p[i].pid == 0 && t->p[i].respawn_ms <= now)
-				proc_spawn(srv, &t->p[i]);
 	}
+	return changed;
+}
+
+static void serve_stats(struct master *m)
+{
+	char *json = stats_json(scoreboard, farms->q, &m->srv->ls, m->version);
+	if (json != NULL)
+		stats_serve(m->stats_fd, opt_flag(m->srv->cfg.opts, OPT_STATS_HTTP), json);
+	free(json);
+}
+
+/* How long the loop may sleep: until the next respawn or kill, a second
+ * for periodic checks, or until an event. */
+static int loop_timeout(const struct master *m)
+{
+	const struct options *o = m->srv->cfg.opts;
+	int64_t now = mono_ms(), next = INT64_MAX;
+	if (opt_int(o, OPT_HARAKIRI) > 0 || opt_given(o, OPT_TOUCH_RELOAD))
+		next = now + 1000;
+	if (m->retire_pending)
+		next = now + 20;
+	for (size_t i = 0; i < m->t.n + m->nold; i++) {
+		const struct proc *p = i < m->t.n ? &m->t.p[i] : &m->old[i - m->t.n];
+		if (p->pid > 0 && p->kill_at_ms != 0 && p->kill_at_ms < next)
+			next = p->kill_at_ms;
+		if (p->pid == 0 && i < m->t.n && m->state == RUNNING)
+			next = p->respawn_ms < next ? p->respawn_ms : next;
+	}
+	if (next == INT64_MAX)
+		return -1;
+	return next <= now ? 0 : next - now > 60000 ? 60000 : (int)(next - now);
+}
+
+static void handle_signals(struct master *m)
+{
+	char drain[64];
+	while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
+		;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig_pending[sig]) {
+			sig_pending[sig] = 0;
+			if (sig != SIGCHLD)
+				act(m, sig_action[sig]);
+		}
+}
+
+static const pid_t *live_pids(struct master *m)
+{
+	for (size_t i = 0; i < m->t.n; i++)
+		m->pids[i] = m->t.p[i].pid;
+	return m->pids;
+}
+
+static int supervise(struct master *m)
+{
+	for (;;) {
+		struct pollfd pfd[4] = {{.fd = sig_pipe[0], .events = POLLIN},
+		                        {.fd = m->fifo.fd, .events = POLLIN},
+		                        {.fd = m->stats_fd, .events = POLLIN},
+		                        {.fd = usignal_master_fd(), .events = POLLIN}};
+		int timeout = loop_timeout(m);
+		int timer = usignal_timers(live_pids(m), mono_ms());
+		poll(pfd, 4, timer >= 0 && (timeout < 0 || timer < timeout) ? timer : timeout);
+		handle_signals(m);
+		if (pfd[3].revents & POLLIN)
+			usignal_master_read(live_pids(m));
+		if (pfd[1].revents & POLLIN)
+			fifo_commands(m);
+		if (m->stats_fd != -1 && (pfd[2].revents & POLLIN))
+			serve_stats(m);
+		reap(m);
+		if (m->state == STOPPING || (m->state == DEGRADED && alive(m) == 0)) {
+			if (alive(m) == 0) {
+				log_info("all children gone: bye");
+				return m->state == STOPPING ? 0 : 1;
+			}
+		} else if (m->state == RUNNING) {
+			spawn_due(m);
+			retire_old(m);
+			harakiri_check(m);
+			if (opt_given(m->srv->cfg.opts, OPT_TOUCH_RELOAD) && touched(m))
+				act(m, MA_GRACEFUL_RELOAD);
+		}
+		kill_overdue(m);
+	}
+}
+
+/* --- start-up ------------------------------------------------------------ */
+
+static int init_table(struct master *m)
+{
+	size_t nw = (size_t)m->srv->cfg.processes, nm = farms->nmules;
+	m->t.n = nw + nm;
+	m->t.p = calloc(m->t.n, sizeof(struct proc));
+	m->pids = calloc(m->t.n + 1, sizeof(pid_t));
+	if (m->t.p == NULL || m->pids == NULL)
+		return -1;
+	for (size_t i = 0; i < m->t.n; i++) {
+		m->t.p[i].role = i < nw ? ROLE_WORKER : ROLE_MULE;
+		m->t.p[i].id = (int)(i < nw ? i : i - nw) + 1;
+	}
+	return 0;
+}
+
+/* The children a previous master left running become the old generation. */
+static void adopt_children(struct master *m, const struct handoff *h)
+{
+	if (h->nchildren == 0)
+		return;
+	m->old = calloc(h->nchildren, sizeof(struct proc));
+	for (size_t i = 0; m->old != NULL && i < h->nchildren; i++) {
+		struct proc *p = &m->old[m->nold++];
+		p->pid = h->children[i].pid;
+		p->role = h->children[i].role == ROLE_MULE ? ROLE_MULE : ROLE_WORKER;
+		p->id = h->children[i].id;
+	}
+	log_info("reloaded: %zu children of the previous generation keep running until the new "
+	         "workers accept",
+	         m->nold);
+	m->retire_pending = true;
+	if (h->brutal)
+		for (size_t i = 0; i < m->nold; i++)
+			stop_proc(m, &m->old[i], true);
+}
+
+static int open_control(struct master *m)
+{
+	const struct options *o = m->srv->cfg.opts;
+	size_t ntouch = 0;
+	for (size_t i = 0; i < o->n; i++)
+		ntouch += o->entries[i].id == OPT_TOUCH_RELOAD;
+	m->touch_mtime = calloc(ntouch + 1, sizeof(struct timespec));
+	if (m->touch_mtime == NULL)
+		return -1;
+	for (size_t i = 0; i < ntouch; i++)
+		m->touch_mtime[i].tv_sec = -1;
+	touched(m);
+	m->stats_fd = -1;
+	const char *stats = opt_str(o, OPT_STATS);
+	char err[256];
+	if (stats != NULL && (m->stats_fd = stats_listen(stats, err, sizeof(err))) == -1) {
+		log_info("--stats %s: %s", stats, err);
+		return -1;
+	}
+	if (stats != NULL)
+		log_info("stats server on %s", stats);
+	return fifo_open(&m->fifo, o);
+}
+
+static int write_pidfiles(const struct options *o)
+{
+	const char *p1 = opt_str(o, OPT_PIDFILE), *p2 = opt_str(o, OPT_PIDFILE2);
+	return (p1 && daemon_write_pidfile(p1) == -1) || (p2 && daemon_write_pidfile(p2) == -1) ? -1
+	                                                                                        : 0;
+}
+
+static void remove_pidfiles(const struct options *o)
+{
+	const char *p1 = opt_str(o, OPT_PIDFILE), *p2 = opt_str(o, OPT_PIDFILE2);
+	if (p1)
+		unlink(p1);
+	if (p2)
+		unlink(p2);
+}
+
+/* --daemonize2 and --logto2 come once the app has loaded. */
+static int after_load_detach(struct server *srv)
+{
+	const struct options *o = srv->cfg.opts;
+	const char *d2 = opt_str(o, OPT_DAEMONIZE2), *l2 = opt_str(o, OPT_LOGTO2);
+	if (d2 != NULL) {
+		PyOS_BeforeFork();
+		int rc = daemon_detach(d2);
+		PyOS_AfterFork_Child(); /* the child goes on as the master */
+		if (rc == -1)
+			return -1;
+		srv->master_pid = scoreboard->master_pid = getpid();
+		log_set_identity("master", 0);
+		if (write_pidfiles(o) == -1)
+			return -1;
+	}
+	return l2 != NULL ? daemon_logto(l2) : 0;
+}
+
+static int start(struct master *m, struct handoff *h)
+{
+	struct server *srv = m->srv;
+	const struct options *o = srv->cfg.opts;
+	char err[512];
+	const char *dir = opt_str(o, OPT_CHDIR);
+	if (dir != NULL && chdir(dir) == -1) {
+		log_err(errno, "chdir(%s) failed", dir);
+		return -1;
+	}
+	static struct static_config statics;
+	static struct farms fs;
+	if (static_setup(&statics, o, err, sizeof(err)) == -1 ||
+	    farms_setup(&fs, o, err, sizeof(err)) == -1 || hooks_check(o, err, sizeof(err)) == -1) {
+		log_info("%s", err);
+		return -1;
+	}
+	srv->statics = &statics;
+	farms = &fs;
+	if (farms_open(&fs, o, h->farmq_fd, err, sizeof(err)) == -1) {
+		log_info("%s", err);
+		return -1;
+	}
+	static struct scoreboard sb;
+	if (scoreboard_create(&sb, srv->cfg.processes, srv->cfg.threads, (int)fs.nmules) == -1) {
+		log_err(errno, "cannot map the scoreboard");
+		return -1;
+	}
+	sb.master_pid = srv->master_pid;
+	sb.start_time = time(NULL);
+	scoreboard = &sb;
+	if (usignal_setup(srv->cfg.processes, (int)fs.nmules) == -1) {
+		log_err(errno, "cannot set up uWSGI signals");
+		return -1;
+	}
+	if (open_listeners(srv, h) == -1)
+		return -1;
+	handoff_close_unused(h);
+	return init_table(m);
 }
 
 int master_run(struct server *srv)
 {
-	srv->master_pid = getpid();
+	static struct master m;
+	struct handoff h;
+	const struct options *o = srv->cfg.opts;
+	m.srv = srv;
+	m.version = srv->version;
+	m.fifo.fd = -1;
+	m.stats_fd = -1;
 	log_set_identity("master", 0);
-	const char *dir = opt_str(srv->cfg.opts, OPT_CHDIR);
-	if (dir != NULL && chdir(dir) == -1) {
-		log_err(errno, "chdir(%s) failed", dir);
+	if (opt_given(o, OPT_LOG_DATE))
+		log_set_date_format(opt_str(o, OPT_LOG_DATE));
+	if (handoff_read(&h) == -1)
+		return 1;
+	if (!h.present) {
+		const char *d = opt_str(o, OPT_DAEMONIZE), *l = opt_str(o, OPT_LOGTO);
+		if ((d && daemon_detach(d) == -1) || (l && daemon_logto(l) == -1))
+			return 1;
+	}
+	srv->master_pid = getpid();
+	if (setup_signals() == -1 || start(&m, &h) == -1)
+		return 1;
+	adopt_children(&m, &h);
+	if (write_pidfiles(o) == -1 || open_control(&m) == -1)
+		return 1;
+	int rc = load(srv);
+	if (rc == -1 && m.nold == 0) {
+		remove_pidfiles(o);
 		return 1;
 	}
-	static struct static_config statics;
-	char err[512];
-	if (static_setup(&statics, srv->cfg.opts, err, sizeof(err)) == -1) {
-		log_info("%s", err);
-		return 1;
+	if (rc == -1) {
+		log_info(
+		        "the new code did not load (see above): the previous workers keep serving; "
+		        "fix it and reload again, or stop");
+		m.state = DEGRADED;
+		m.retire_pending = false;
+	} else {
+		setup_signals(); /* the app may have set handlers of its own at import */
+		hooks_run(o, OPT_HOOK_POST_APP);
+		python_freeze();
+		if (!h.present && after_load_detach(srv) == -1)
+			return 1;
+		spawn_due(&m);
+		hooks_run(o, OPT_HOOK_MASTER_START);
 	}
-	srv->statics = &statics;
-	if (setup_signals() == -1 || open_listeners(srv) == -1 || load(srv) == -1)
-		return 1;
-
-	struct proc_table t = {.n = (size_t)srv->cfg.processes};
-	t.p = calloc(t.n, sizeof(struct proc));
-	if (t.p == NULL)
-		return 1;
-	for (size_t i = 0; i < t.n; i++) {
-		t.p[i].role = ROLE_WORKER;
-		t.p[i].id = (int)i + 1;
-		if (proc_spawn(srv, &t.p[i]) == -1)
-			t.p[i].respawn_ms = mono_ms() + RESPAWN_DELAY_MS;
-	}
-	int rc = supervise(srv, &t);
-	free(t.p);
+	rc = supervise(&m);
+	remove_pidfiles(o);
 	return rc;
 }

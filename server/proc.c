@@ -7,11 +7,15 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mulefarm/log.h"
 #include "mulefarm/proc.h"
 #include "mulefarm/python.h"
+#include "mulefarm/mule.h"
+#include "mulefarm/scoreboard.h"
+#include "mulefarm/usignal.h"
 #include "mulefarm/worker.h"
 #include "mulefarm/conn.h"
 
@@ -20,6 +24,8 @@ const char *proc_role_name(enum proc_role role)
 	switch (role) {
 	case ROLE_WORKER:
 		return "worker";
+	case ROLE_MULE:
+		return "mule";
 	}
 	return "child";
 }
@@ -43,11 +49,32 @@ static void child_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* What the stats show about a fork: pid, last spawn, respawns. */
+static void publish_spawn(struct proc *p)
+{
+	if (scoreboard == NULL)
+		return;
+	bool again = p->spawns++ > 0;
+	if (p->role == ROLE_MULE && p->id <= scoreboard->nmules) {
+		struct sb_mule *m = &scoreboard->mules[p->id - 1];
+		m->pid = p->pid;
+		m->last_spawn = time(NULL);
+		m->respawn_count += again;
+	} else if (p->role == ROLE_WORKER && p->id <= scoreboard->nworkers) {
+		struct sb_worker *w = &scoreboard->workers[p->id - 1];
+		w->pid = p->pid;
+		w->last_spawn = time(NULL);
+		w->respawn_count += again;
+	}
+}
+
 int proc_spawn(const struct server *srv, struct proc *p)
 {
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old); /* no master handler runs in the child */
+	if (scoreboard != NULL && p->role == ROLE_WORKER && p->id <= scoreboard->nworkers)
+		scoreboard->workers[p->id - 1].accepting = 0; /* the child sets it */
 	python_before_fork();
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -56,7 +83,10 @@ int proc_spawn(const struct server *srv, struct proc *p)
 		if (getppid() != srv->master_pid)
 			_exit(1); /* the master died before prctl() */
 		log_set_identity(proc_role_name(p->role), p->id);
-		python_after_fork_child(p->id);
+		python_after_fork_child(p->role == ROLE_MULE ? 0 : p->id);
+		usignal_child_start(p->role == ROLE_MULE, p->id);
+		if (p->role == ROLE_MULE)
+			mule_main(srv, p->id);
 		worker_main(srv, p->id);
 	}
 	int saved = errno;
@@ -68,6 +98,7 @@ int proc_spawn(const struct server *srv, struct proc *p)
 	}
 	p->pid = pid;
 	p->started_ms = mono_ms();
+	publish_spawn(p);
 	log_info("spawned %s %d (pid %d)", proc_role_name(p->role), p->id, (int)pid);
 	return 0;
 }

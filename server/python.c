@@ -135,7 +135,8 @@ static int start_interpreter(const struct server *srv)
 	PyConfig config;
 	PyStatus st;
 
-	if (PyImport_AppendInittab("uwsgi", pymodule_init) == -1)
+	if (PyImport_AppendInittab("uwsgi", pymodule_init) == -1 ||
+	    PyImport_AppendInittab("mulefarm", pymodule_init_mulefarm) == -1)
 		return -1;
 	PyConfig_InitPythonConfig(&config);
 	config.install_signal_handlers = 0;

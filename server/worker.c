@@ -27,10 +27,14 @@
 #include "mulefarm/conn.h"
 #include "mulefarm/log.h"
 #include "mulefarm/static.h"
+#include "mulefarm/hooks.h"
+#include "mulefarm/python.h"
+#include "mulefarm/scoreboard.h"
 #include "mulefarm/worker.h"
 #include "mulefarm/wsgi.h"
 
-#define LINGER_MS 2000
+#define LINGER_MS          2000
+#define STOP_IDLE_GRACE_MS 500 /* see begin_stop() */
 
 enum { ST_HEAD, ST_BODY, ST_RUNNING, ST_LINGER, ST_SENDFILE };
 enum { L_NONE, L_IDLE, L_READING, L_LINGER, L__COUNT };
@@ -55,6 +59,9 @@ struct worker {
 	int queued;       /* connections in the dispatch queue */
 	volatile bool stopping;
 	bool inline_mode; /* --threads 1: the loop thread runs the app itself */
+	int next_slot;    /* scoreboard slot of the next Python thread */
+	uint64_t served;  /* requests served by this process (--max-requests) */
+	int64_t next_rss_ms;
 };
 
 static struct worker wk;
@@ -345,7 +352,7 @@ static void on_writable(struct worker *w, struct conn *c)
 	}
 	close(c->sf_fd);
 	c->sf_fd = -1;
-	after_request(w, c, c->sf_keep && !w->stopping);
+	after_request(w, c, c->sf_keep);
 }
 
 static void on_readable(struct worker *w, struct conn *c)
@@ -436,7 +443,10 @@ static void on_accept(struct worker *w, const struct listener *l)
 
 static void after_request(struct worker *w, struct conn *c, bool keep)
 {
-	if (keep && !w->stopping && conn_next_request(c)) {
+	/* <keep>: the response promised keep-alive, so the connection stays
+	 * open even when stopping (closing it now would fail the client's
+	 * next request); as an idle connection it then gets a short grace. */
+	if (keep && conn_next_request(c)) {
 		c->state = ST_HEAD;
 		conn_process(w, c);
 	} else if (c->body_done) {
@@ -460,13 +470,83 @@ static bool serve_static(struct worker *w, struct conn *c)
 		conn_wait_out(w, c);
 		return true;
 	}
-	after_request(w, c, rc == 1 && keep && !w->stopping);
+	after_request(w, c, rc == 1 && keep);
 	return true;
+}
+
+/* Asks the loop for a graceful stop; the master forks a fresh worker. */
+static void recycle(struct worker *w)
+{
+	uint64_t one = 1;
+	sig_graceful = 1;
+	if (write(w->evfd, &one, sizeof(one)) == -1) {
+		/* the loop is awake anyway */
+	}
+}
+
+/* --reload-on-rss, sampled at most once a second by the loop. */
+static void check_rss(struct worker *w)
+{
+	int64_t now = mono_ms();
+	if (now < w->next_rss_ms)
+		return;
+	w->next_rss_ms = now + 1000;
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+	if (f == NULL)
+		return;
+	int n = fscanf(f, "%ld %ld", &pages, &resident);
+	fclose(f);
+	if (n != 2)
+		return;
+	uint64_t rss = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	scoreboard->workers[w->id - 1].rss_bytes = rss;
+	long limit = w->cfg->reload_on_rss_mb;
+	if (limit > 0 && rss > (uint64_t)limit * 1024 * 1024 && !w->stopping && !sig_graceful) {
+		log_info("RSS %llu MB is over --reload-on-rss %ld: recycling",
+		         (unsigned long long)(rss >> 20), limit);
+		recycle(w);
+	}
+}
+
+/* Runs the app for <c> on request thread <slot>, publishing the request
+ * (for harakiri and the stats) while it runs. GIL held. */
+static bool serve_app(struct worker *w, struct conn *c, int slot, bool closing)
+{
+	struct sb_worker *me = &scoreboard->workers[w->id - 1];
+	struct sb_slot *s = scoreboard_slot(scoreboard, w->id, slot);
+	snprintf(s->method, sizeof(s->method), "%.*s", (int)c->req.method.len, c->req.method.p);
+	snprintf(s->uri, sizeof(s->uri), "%.*s", (int)c->req.target.len, c->req.target.p);
+	int64_t start = mono_ms();
+	s->started_ms = start;
+	me->status = SB_BUSY;
+	bool keep = wsgi_serve(c, closing);
+	s->started_ms = 0;
+	uint64_t n = ++me->requests;
+	uint64_t rt_us = (uint64_t)(mono_ms() - start) * 1000;
+	me->avg_rt_us = n == 1 ? rt_us : (me->avg_rt_us * 15 + rt_us) / 16;
+	me->exceptions = wsgi_exceptions;
+	me->status = SB_IDLE;
+	w->served++;
+	if (w->cfg->max_requests > 0 && w->served >= (uint64_t)w->cfg->max_requests &&
+	    !w->stopping && !sig_graceful) {
+		log_info("served %llu requests (--max-requests): recycling",
+		         (unsigned long long)w->served);
+		recycle(w);
+	}
+	return keep;
 }
 
 static void *python_thread(void *arg)
 {
 	struct worker *w = arg;
+	sigset_t all;
+	sigfillset(&all);
+	/* Signals go to the loop thread, which runs Python's handlers. */
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&w->mu);
+	int slot = w->next_slot++;
+	pthread_mutex_unlock(&w->mu);
 	PyGILState_Ensure();
 	PyThreadState *ts = PyEval_SaveThread();
 	for (;;) {
@@ -482,7 +562,7 @@ static void *python_thread(void *arg)
 			continue;
 		bool closing = w->stopping;
 		PyEval_RestoreThread(ts);
-		bool keep = wsgi_serve(c, closing);
+		bool keep = serve_app(w, c, slot, closing);
 		ts = PyEval_SaveThread();
 		after_request(w, c, keep);
 	}
@@ -506,7 +586,7 @@ static void serve_inline(struct worker *w, PyThreadState **ts)
 			continue;
 		bool closing = w->stopping;
 		PyEval_RestoreThread(*ts);
-		bool keep = wsgi_serve(c, closing);
+		bool keep = serve_app(w, c, 0, closing);
 		*ts = PyEval_SaveThread();
 		after_request(w, c, keep);
 	}
@@ -555,15 +635,19 @@ static void begin_stop(struct worker *w)
 	w->stopping = true;
 	for (size_t i = 0; i < w->srv->ls.n; i++)
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, listener_fd(&w->srv->ls.l[i], w->id), NULL);
-	/* Idle keep-alive connections carry no request: close them now. */
+	/* An idle keep-alive connection may have a request on its way (a
+	 * load generator sends the next one at once): closing it now would
+	 * fail that request. Each gets a short grace instead; a request that
+	 * comes is served with "Connection: close". The list stays sorted. */
+	int64_t grace = mono_ms() + STOP_IDLE_GRACE_MS;
 	pthread_mutex_lock(&w->mu);
-	struct conn *c;
-	while ((c = w->lists[L_IDLE].head) != NULL) {
-		list_remove(w, c);
-		w->live--;
-		conn_free(c);
-	}
+	w->timeout_ms[L_IDLE] = STOP_IDLE_GRACE_MS;
+	for (struct conn *c = w->lists[L_IDLE].head; c != NULL; c = c->next)
+		if (c->deadline_ms > grace)
+			c->deadline_ms = grace;
 	pthread_mutex_unlock(&w->mu);
+	scoreboard->workers[w->id - 1].status = SB_STOPPING;
+	scoreboard->workers[w->id - 1].accepting = 0;
 	log_info("stopping gracefully");
 }
 
@@ -618,6 +702,42 @@ static void loop_setup(struct worker *w)
 	sigaction(SIGQUIT, &sa, NULL);
 }
 
+/* Published once the loop polls the listeners: the master waits for
+ * this before retiring an old generation. Then the accepting hooks. */
+static void start_accepting(struct worker *w)
+{
+	struct sb_worker *me = &scoreboard->workers[w->id - 1];
+	const struct options *o = w->srv->cfg.opts;
+	me->status = SB_IDLE;
+	me->accepting = 1;
+	bool first = !me->once_done;
+	me->once_done = 1;
+	hooks_run(o, OPT_HOOK_ACCEPTING);
+	if (first)
+		hooks_run(o, OPT_HOOK_ACCEPTING_ONCE);
+	if (w->id == 1)
+		hooks_run(o, OPT_HOOK_ACCEPTING1);
+	if (w->id == 1 && first)
+		hooks_run(o, OPT_HOOK_ACCEPTING1_ONCE);
+}
+
+/* --harakiri: the master sends SIGUSR2 before killing a stuck worker, and
+ * faulthandler writes every thread's Python stack to the log. */
+static void dump_stacks_on_sigusr2(void)
+{
+	PyObject *fh = PyImport_ImportModule("faulthandler");
+	PyObject *sys = PyImport_ImportModule("sys");
+	PyObject *err = sys ? PyObject_GetAttrString(sys, "stderr") : NULL;
+	PyObject *r = fh && err ? PyObject_CallMethod(fh, "register", "iOO", SIGUSR2, err, Py_True)
+	                        : NULL;
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+	Py_XDECREF(err);
+	Py_XDECREF(sys);
+	Py_XDECREF(fh);
+}
+
 void worker_main(const struct server *srv, int id)
 {
 	struct worker *w = &wk;
@@ -630,6 +750,8 @@ void worker_main(const struct server *srv, int id)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	loop_setup(w);
+	dump_stacks_on_sigusr2();
+	start_accepting(w);
 
 	PyThreadState *ts = PyEval_SaveThread();
 	w->inline_mode = srv->cfg.threads == 1;
@@ -649,12 +771,19 @@ void worker_main(const struct server *srv, int id)
 			log_err(errno, "epoll_wait() failed");
 			_exit(1);
 		}
+		if (n == -1) { /* a signal: run the app's Python handlers, if any */
+			PyEval_RestoreThread(ts);
+			if (PyErr_CheckSignals() == -1)
+				python_print_exception();
+			ts = PyEval_SaveThread();
+		}
 		for (int i = 0; i < n; i++)
 			handle_event(w, &evs[i]);
 		if (w->inline_mode)
 			serve_inline(w, &ts);
 		if (sig_graceful)
 			begin_stop(w);
+		check_rss(w);
 		sweep(w, mono_ms());
 		if (w->stopping) {
 			pthread_mutex_lock(&w->mu);

@@ -762,9 +762,12 @@ static void close_result(PyObject *result)
 
 /* An exception from the app: a 500 (or the input's error status) if
  * nothing was sent, else the connection is cut so the client sees it. */
+uint64_t wsgi_exceptions;
+
 static void app_error(struct request *r, PyObject *input)
 {
 	struct conn *c = r->c;
+	wsgi_exceptions++;
 	int status = input ? wsgi_input_detach(input) : 0;
 	if (r->failed) {
 		PyErr_Clear();

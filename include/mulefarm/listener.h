@@ -47,6 +47,11 @@ int listener_open(struct listener *l, const char *addr, int backlog, const char 
  * queue of its own. Returns 0 or -1 after logging. Master, before fork. */
 int listener_per_worker(struct listener *l, int n);
 
+/* Takes over <n> inherited listening fds for <addr> (after a reload, or
+ * from a zerg server): fills <l> as listener_open() would, without
+ * binding. Returns 0 or -1. */
+int listener_adopt(struct listener *l, const char *addr, const int *fds, int n);
+
 /* The socket worker <id> (1..N) accepts on. */
 int listener_fd(const struct listener *l, int id);
 

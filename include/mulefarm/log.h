@@ -19,6 +19,10 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Appends ": <strerror(err)>" when <err> is not 0. */
 void log_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* --log-date: prefixes lines with the local time in strftime <fmt>
+ * (NULL: no date). Call before threads start. */
+void log_set_date_format(const char *fmt);
+
 /* Formats the "[role id pid N] " prefix into <buf>; returns its length. */
 size_t log_prefix(char *buf, size_t size);
 

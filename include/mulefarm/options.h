@@ -79,6 +79,77 @@
 	  "accepted: fork hooks always run")                                                       \
 	X(WORKER_RELOAD_MERCY, "worker-reload-mercy", OPT_INT, false, "60",                        \
 	  "seconds a worker may take to finish in-flight requests when stopping")                  \
+	X(RELOAD_MERCY, "reload-mercy", OPT_INT, false, "60",                                      \
+	  "seconds the whole fleet may take to stop gracefully (caps the per-role mercies)")       \
+	X(MULE_RELOAD_MERCY, "mule-reload-mercy", OPT_INT, false, "60",                            \
+	  "seconds a mule may take to finish its job when stopping")                               \
+	X(PIDFILE, "pidfile", OPT_STR, false, NULL, "write the master's pid to FILE")              \
+	X(PIDFILE2, "pidfile2", OPT_STR, false, NULL,                                              \
+	  "like --pidfile (uWSGI writes it after dropping privileges; the same here)")             \
+	X(DAEMONIZE, "daemonize", OPT_STR, false, NULL,                                            \
+	  "detach before loading the app and log to FILE")                                         \
+	X(DAEMONIZE2, "daemonize2", OPT_STR, false, NULL,                                          \
+	  "detach after loading the app and log to FILE")                                          \
+	X(LOGTO, "logto", OPT_STR, false, NULL, "append stdout and stderr to FILE")                \
+	X(LOGTO2, "logto2", OPT_STR, false, NULL, "like --logto, opened after the app is loaded")  \
+	X(LOG_DATE, "log-date", OPT_OPT, false, "%a %b %e %H:%M:%S %Y",                            \
+	  "prefix mulefarm's log lines with the date (optional strftime format)")                  \
+	X(STOP, "stop", OPT_STR, false, NULL,                                                      \
+	  "send SIGINT (immediate shutdown) to the master in PIDFILE, then exit")                  \
+	X(GRACEFUL_STOP, "graceful-stop", OPT_STR, false, NULL,                                    \
+	  "send SIGTERM (graceful shutdown) to the master in PIDFILE, then exit (mulefarm)")       \
+	X(RELOAD, "reload", OPT_STR, false, NULL,                                                  \
+	  "send SIGHUP (graceful reload) to the master in PIDFILE, then exit")                     \
+	X(TOUCH_RELOAD, "touch-reload", OPT_STR, true, NULL,                                       \
+	  "reload gracefully when FILE's modification time changes")                               \
+	X(MASTER_FIFO, "master-fifo", OPT_STR, true, NULL,                                         \
+	  "read one-letter commands from this FIFO (repeat for slots 0-9)")                        \
+	X(HARAKIRI, "harakiri", OPT_INT, false, "0",                                               \
+	  "kill and replace a worker whose request runs longer than N seconds (0: never)")         \
+	X(MAX_REQUESTS, "max-requests", OPT_INT, false, "0",                                       \
+	  "recycle a worker gracefully after N requests (0: never)")                               \
+	X(RELOAD_ON_RSS, "reload-on-rss", OPT_INT, false, "0",                                     \
+	  "recycle a worker gracefully once its RSS exceeds N megabytes (0: never)")               \
+	X(PROCNAME_PREFIX, "procname-prefix", OPT_STR, false, NULL,                                \
+	  "prefix every process title with this text")                                             \
+	X(STATS, "stats", OPT_STR, false, NULL,                                                    \
+	  "serve a JSON stats snapshot on ADDR (host:port, :port = loopback, or a unix path)")     \
+	X(STATS_HTTP, "stats-http", OPT_FLAG, false, NULL, "serve the stats over HTTP")            \
+	X(TOP, "top", OPT_STR, false, NULL,                                                        \
+	  "show the stats served on ADDR in the terminal, refreshed every second (mulefarm)")      \
+	X(HOOK_PRE_APP, "hook-pre-app", OPT_STR, true, NULL,                                       \
+	  "run an action in the master before the app is loaded")                                  \
+	X(HOOK_POST_APP, "hook-post-app", OPT_STR, true, NULL,                                     \
+	  "run an action in the master after the app is loaded")                                   \
+	X(HOOK_ACCEPTING, "hook-accepting", OPT_STR, true, NULL,                                   \
+	  "run an action in each worker when it starts accepting")                                 \
+	X(HOOK_ACCEPTING1, "hook-accepting1", OPT_STR, true, NULL,                                 \
+	  "run an action in worker 1 when it starts accepting")                                    \
+	X(HOOK_ACCEPTING_ONCE, "hook-accepting-once", OPT_STR, true, NULL,                         \
+	  "like --hook-accepting, once per worker per instance (not on respawn)")                  \
+	X(HOOK_ACCEPTING1_ONCE, "hook-accepting1-once", OPT_STR, true, NULL,                       \
+	  "like --hook-accepting1, once per instance")                                             \
+	X(HOOK_AS_MULE, "hook-as-mule", OPT_STR, true, NULL,                                       \
+	  "run an action in each mule before its code starts")                                     \
+	X(HOOK_MASTER_START, "hook-master-start", OPT_STR, true, NULL,                             \
+	  "run an action in the master once workers and mules are spawned")                        \
+	X(MULE, "mule", OPT_OPT, true, NULL,                                                       \
+	  "add a mule: a script.py run as __main__, pkg.mod:callable, or bare for the default "    \
+	  "loop")                                                                                  \
+	X(MULES, "mules", OPT_INT, false, "0", "add N bare mules")                                 \
+	X(FARM, "farm", OPT_STR, true, NULL, "a farm of mules: name:1,2 (mule ids)")               \
+	X(LOCKS, "locks", OPT_INT, false, "0", "N extra locks for uwsgi.lock(): 0..N")             \
+	X(MULE_MSG_SIZE, "mule-msg-size", OPT_INT, false, "65536",                                 \
+	  "largest farm or mule message in bytes (bigger ones are refused, never truncated)")      \
+	X(FARM_QUEUE_SIZE, "farm-queue-size", OPT_INT, false, "65536",                             \
+	  "messages each farm or mule queue holds before senders wait (mulefarm)")                 \
+	X(FARM_QUEUE_BYTES, "farm-queue-bytes", OPT_INT, false, "8388608",                         \
+	  "payload bytes each queue holds before senders wait; at least --mule-msg-size "          \
+	  "(mulefarm)")                                                                            \
+	X(FARM_MSG_TIMEOUT, "farm-msg-timeout", OPT_INT, false, "5",                               \
+	  "seconds farm_msg() waits for room in a full queue (mulefarm)")                          \
+	X(FARM_MSG_FULL, "farm-msg-full", OPT_STR, false, "false",                                 \
+	  "when the wait runs out: false (return False) or raise (mulefarm.QueueFull)")            \
 	X(YAML, "yaml", OPT_STR, true, NULL,                                                       \
 	  "read options from section [uwsgi] (or file.yml:section) of a YAML file")                \
 	X(INI, "ini", OPT_STR, true, NULL, "read options from an INI file (file.ini[:section])")   \

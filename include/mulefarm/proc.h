@@ -11,7 +11,7 @@
 
 #include "mulefarm/server.h"
 
-enum proc_role { ROLE_WORKER };
+enum proc_role { ROLE_WORKER, ROLE_MULE };
 
 struct proc {
 	enum proc_role role;
@@ -19,6 +19,9 @@ struct proc {
 	pid_t pid;          /* 0 when not running */
 	int64_t started_ms; /* monotonic */
 	int64_t respawn_ms; /* when a dead child may be spawned again */
+	int64_t kill_at_ms; /* SIGKILL it then, if still alive (0: not asked to stop) */
+	int fast_deaths;    /* consecutive deaths within a second of spawning */
+	uint64_t spawns;
 };
 
 struct proc_table {

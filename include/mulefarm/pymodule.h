@@ -10,6 +10,7 @@
 
 /* For PyImport_AppendInittab("uwsgi", ...), before Py_Initialize. */
 PyObject *pymodule_init(void);
+PyObject *pymodule_init_mulefarm(void); /* the same API as "mulefarm" */
 
 /* Fills numproc, opt and the master pid. After Py_Initialize, GIL held. */
 int pymodule_setup(const struct server *srv);

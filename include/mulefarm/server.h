@@ -22,6 +22,8 @@ struct config {
 	int socket_timeout;    /* seconds */
 	int keepalive_timeout; /* seconds */
 	int worker_reload_mercy;
+	long max_requests;     /* 0: never recycle */
+	long reload_on_rss_mb; /* 0: never recycle */
 	bool access_log;
 	bool manage_script_name;
 	const struct options *opts;
@@ -39,7 +41,8 @@ struct server {
 	struct listeners ls;
 	const struct static_config *statics; /* --static-map and friends */
 	pid_t master_pid;
-	char **argv; /* for re-exec */
+	char **argv; /* argv[0] becomes sys.argv[0] */
+	const char *version;
 };
 
 /* Fills <cfg> from <o>; returns -1 with a message on an invalid value. */

@@ -30,6 +30,9 @@ int wsgi_mount(const char *prefix, PyObject *app);
 /* Serves the request whose head is parsed in <c> and writes the response.
  * Python thread, GIL held. <closing> forces "Connection: close". Returns
  * true when the connection may carry another request. */
+/* Requests whose app raised, in this process (GIL held to write). */
+extern uint64_t wsgi_exceptions;
+
 bool wsgi_serve(struct conn *c, bool closing);
 
 #endif
