@@ -3,6 +3,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "mulefarm/config_load.h"
 #include "mulefarm/daemon.h"
 #include "mulefarm/master.h"
+#include "mulefarm/proctitle.h"
 #include "mulefarm/reload.h"
 #include "mulefarm/stats.h"
 #include "mulefarm/server.h"
@@ -61,7 +63,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mulefarm: %s\n", err);
 		return 2;
 	}
-	srv.argv = argv;
+	static char *py_argv[2];
+	py_argv[0] = strdup(argv[0]); /* sys.argv[0]; the title overwrites argv */
+	srv.argv = py_argv;
+	proctitle_init(argc, argv);
+	proctitle_prefix(opt_str(&opts, OPT_PROCNAME_PREFIX));
+	proctitle_set("master", 0, NULL);
 	srv.version = MULEFARM_VERSION;
 	return master_run(&srv);
 }

@@ -14,6 +14,7 @@
 #include "mulefarm/hooks.h"
 #include "mulefarm/log.h"
 #include "mulefarm/mule.h"
+#include "mulefarm/proctitle.h"
 #include "mulefarm/pyfarm.h"
 #include "mulefarm/python.h"
 #include "mulefarm/scoreboard.h"
@@ -37,6 +38,7 @@ void mule_set_waiting(bool waiting)
 	asked_for_messages = 1;
 	if (entry())
 		entry()->status = waiting ? SB_IDLE : SB_BUSY;
+	proctitle_state(waiting ? "idle" : "busy");
 }
 
 void mule_count_message(void)
@@ -164,6 +166,7 @@ void mule_main(const struct server *srv, int id)
 				left -= (size_t)n;
 			}
 	}
+	proctitle_state("busy");
 	hooks_run(srv->cfg.opts, OPT_HOOK_AS_MULE);
 	const char *target = farms->mule_targets[id - 1];
 	if (target == NULL)

@@ -12,6 +12,7 @@
 
 #include "mulefarm/log.h"
 #include "mulefarm/proc.h"
+#include "mulefarm/proctitle.h"
 #include "mulefarm/python.h"
 #include "mulefarm/mule.h"
 #include "mulefarm/scoreboard.h"
@@ -83,6 +84,7 @@ int proc_spawn(const struct server *srv, struct proc *p)
 		if (getppid() != srv->master_pid)
 			_exit(1); /* the master died before prctl() */
 		log_set_identity(proc_role_name(p->role), p->id);
+		proctitle_set(proc_role_name(p->role), p->id, "starting");
 		python_after_fork_child(p->role == ROLE_MULE ? 0 : p->id);
 		usignal_child_start(p->role == ROLE_MULE, p->id);
 		if (p->role == ROLE_MULE)

@@ -39,7 +39,7 @@ struct target {
 	char who[WHO_MAX];
 };
 
-static struct target *table; /* [NSIGNALS], shared */
+static struct target *table;          /* [NSIGNALS], shared */
 static int master_chan[2] = {-1, -1}; /* children write [1], the master reads [0] */
 static int (*chans)[2];               /* per slot: master writes [0], the child reads [1] */
 static int nworkers, nmules;
@@ -121,8 +121,8 @@ static void route(const pid_t *pids, uint8_t num)
 static void add_timer(uint8_t num, uint32_t seconds)
 {
 	if (ntimers == MAX_TIMERS || seconds == 0) {
-		log_info("add_timer(%u, %u): refused (at most %d timers, seconds > 0)", num, seconds,
-		         MAX_TIMERS);
+		log_info("add_timer(%u, %u): refused (at most %d timers, seconds > 0)", num,
+		         seconds, MAX_TIMERS);
 		return;
 	}
 	timers[ntimers].num = num;
@@ -272,7 +272,8 @@ static PyObject *py_signal(PyObject *self, PyObject *args)
 	PyObject *numo;
 	const char *unused = NULL;
 	uint8_t num;
-	if (!PyArg_ParseTuple(args, "O|z:signal", &numo, &unused) || signal_number(numo, &num) == -1)
+	if (!PyArg_ParseTuple(args, "O|z:signal", &numo, &unused) ||
+	    signal_number(numo, &num) == -1)
 		return NULL;
 	return send_req(REQ_SIGNAL, num, 0);
 }
@@ -281,7 +282,8 @@ static PyObject *py_signal_registered(PyObject *self, PyObject *args)
 {
 	PyObject *numo;
 	uint8_t num;
-	if (!PyArg_ParseTuple(args, "O:signal_registered", &numo) || signal_number(numo, &num) == -1)
+	if (!PyArg_ParseTuple(args, "O:signal_registered", &numo) ||
+	    signal_number(numo, &num) == -1)
 		return NULL;
 	return PyBool_FromLong(table != NULL && table[num].registered);
 }

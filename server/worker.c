@@ -28,6 +28,7 @@
 #include "mulefarm/log.h"
 #include "mulefarm/static.h"
 #include "mulefarm/hooks.h"
+#include "mulefarm/proctitle.h"
 #include "mulefarm/python.h"
 #include "mulefarm/scoreboard.h"
 #include "mulefarm/worker.h"
@@ -60,6 +61,7 @@ struct worker {
 	volatile bool stopping;
 	bool inline_mode; /* --threads 1: the loop thread runs the app itself */
 	int next_slot;    /* scoreboard slot of the next Python thread */
+	int busy;         /* Python threads in a request (atomic) */
 	uint64_t served;  /* requests served by this process (--max-requests) */
 	int64_t next_rss_ms;
 };
@@ -519,14 +521,20 @@ static bool serve_app(struct worker *w, struct conn *c, int slot, bool closing)
 	snprintf(s->uri, sizeof(s->uri), "%.*s", (int)c->req.target.len, c->req.target.p);
 	int64_t start = mono_ms();
 	s->started_ms = start;
-	me->status = SB_BUSY;
+	if (__atomic_add_fetch(&w->busy, 1, __ATOMIC_RELAXED) == 1 && !w->stopping) {
+		me->status = SB_BUSY;
+		proctitle_state("busy");
+	}
 	bool keep = wsgi_serve(c, closing);
 	s->started_ms = 0;
 	uint64_t n = ++me->requests;
 	uint64_t rt_us = (uint64_t)(mono_ms() - start) * 1000;
 	me->avg_rt_us = n == 1 ? rt_us : (me->avg_rt_us * 15 + rt_us) / 16;
 	me->exceptions = wsgi_exceptions;
-	me->status = SB_IDLE;
+	if (__atomic_sub_fetch(&w->busy, 1, __ATOMIC_RELAXED) == 0 && !w->stopping) {
+		me->status = SB_IDLE;
+		proctitle_state("idle");
+	}
 	w->served++;
 	if (w->cfg->max_requests > 0 && w->served >= (uint64_t)w->cfg->max_requests &&
 	    !w->stopping && !sig_graceful) {
@@ -647,6 +655,7 @@ static void begin_stop(struct worker *w)
 			c->deadline_ms = grace;
 	pthread_mutex_unlock(&w->mu);
 	scoreboard->workers[w->id - 1].status = SB_STOPPING;
+	proctitle_state("stopping");
 	scoreboard->workers[w->id - 1].accepting = 0;
 	log_info("stopping gracefully");
 }
@@ -710,6 +719,7 @@ static void start_accepting(struct worker *w)
 	const struct options *o = w->srv->cfg.opts;
 	me->status = SB_IDLE;
 	me->accepting = 1;
+	proctitle_state("idle");
 	bool first = !me->once_done;
 	me->once_done = 1;
 	hooks_run(o, OPT_HOOK_ACCEPTING);

@@ -29,6 +29,11 @@ void config_print(const struct options *o, FILE *f);
 #define CONFIG_DEFAULT_SOCKET "127.0.0.1:8080"
 long config_default_processes(void);
 
+/* Applies if-exists/if-env/.../endif blocks (cond.c): drops the options
+ * of false blocks and the block markers, fills %(_). Returns 0, or -1
+ * with a message naming where an unbalanced block starts or ends. */
+int config_conditions(struct options *o, char *err, size_t errlen);
+
 /* The nearest known option name to <name> (edit distance <= 3), or NULL. */
 const char *config_suggest(const char *name);
 

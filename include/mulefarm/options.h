@@ -150,6 +150,21 @@
 	  "seconds farm_msg() waits for room in a full queue (mulefarm)")                          \
 	X(FARM_MSG_FULL, "farm-msg-full", OPT_STR, false, "false",                                 \
 	  "when the wait runs out: false (return False) or raise (mulefarm.QueueFull)")            \
+	X(IF_EXISTS, "if-exists", OPT_STR, true, NULL,                                             \
+	  "config block: the options up to endif apply if PATH exists (%(_) is PATH)")             \
+	X(IF_NOT_EXISTS, "if-not-exists", OPT_STR, true, NULL,                                     \
+	  "config block: the options up to endif apply if PATH does not exist")                    \
+	X(IF_FILE, "if-file", OPT_STR, true, NULL, "config block: if PATH is a regular file")      \
+	X(IF_NOT_FILE, "if-not-file", OPT_STR, true, NULL,                                         \
+	  "config block: if PATH is not a regular file")                                           \
+	X(IF_DIR, "if-dir", OPT_STR, true, NULL, "config block: if PATH is a directory")           \
+	X(IF_NOT_DIR, "if-not-dir", OPT_STR, true, NULL,                                           \
+	  "config block: if PATH is not a directory")                                              \
+	X(IF_ENV, "if-env", OPT_STR, true, NULL,                                                   \
+	  "config block: if environment variable NAME is set and not empty")                       \
+	X(IF_NOT_ENV, "if-not-env", OPT_STR, true, NULL,                                           \
+	  "config block: if environment variable NAME is unset or empty")                          \
+	X(ENDIF, "endif", OPT_OPT, true, "", "ends the innermost if-* block")                      \
 	X(YAML, "yaml", OPT_STR, true, NULL,                                                       \
 	  "read options from section [uwsgi] (or file.yml:section) of a YAML file")                \
 	X(INI, "ini", OPT_STR, true, NULL, "read options from an INI file (file.ini[:section])")   \

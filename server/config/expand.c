@@ -354,6 +354,8 @@ static int ref_one(struct run *r, char sigil, const char *name, size_t len, stru
 		v = env_get(name);
 		return adds(r, out, v != NULL ? v : "");
 	}
+	if (len == 1 && name[0] == '_')
+		return adds(r, out, "%(_)"); /* an if-* block's subject, filled in by cond.c */
 	v = x->lookup != NULL ? x->lookup(x->arg, name, len) : NULL;
 	if (v == NULL)
 		return fail(r, "unknown placeholder %%(%s)", name);

@@ -105,6 +105,12 @@ def uwsgi_app():
             }
         elif path == "/config":
             data = section
+        elif path == "/job":
+            # Galaxy's web side of a job: tell the job-handlers farm (the
+            # mules run lib/galaxy_mule.py), as JobHandlerMessage does.
+            msg = {"target": "job_handler", "params": {"task": "setup", "job_id": environ.get("QUERY_STRING", "")},
+                   "__classname__": "JobHandlerMessage"}
+            data = {"sent": uwsgi.farm_msg("job-handlers", json.dumps(msg))}
         else:
             body = b"not found\n"
             start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
