@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mulefarm/farm.h"
 #include "mulefarm/log.h"
@@ -165,6 +166,12 @@ int farms_open(struct farms *fs, const struct options *o, int inherited_fd, char
 		goto out;
 	}
 	struct farmq *old = inherited_fd >= 0 ? farmq_attach(inherited_fd, err, errlen) : NULL;
+	if (inherited_fd >= 0 && old == NULL) {
+		log_info("the farm queues handed over by the reload are unusable (%s): starting "
+		         "empty ones",
+		         err);
+		close(inherited_fd);
+	}
 	if (old != NULL && same_shape(old, &spec)) {
 		fs->q = old;
 		rc = 0;

@@ -50,14 +50,16 @@ static bool have_queues(void)
 	return false;
 }
 
-/* Pushes with the GIL released, running signal handlers between slices.
+/* Pushes with the GIL released, running signal handlers when one arrives.
  * Returns 1 sent, 0 full after <timeout_ms>, -1 with an exception. */
 static int push(size_t queue, const char *msg, Py_ssize_t len, int timeout_ms)
 {
+	/* One wait for the whole timeout (a signal ends it early with
+	 * FARMQ_EINTR): each push that times out counts once as rejected. */
 	int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
 	for (;;) {
-		int left = deadline < 0 ? WAIT_SLICE_MS : (int)(deadline - mono_ms());
-		left = left < 0 ? 0 : left > WAIT_SLICE_MS ? WAIT_SLICE_MS : left;
+		int left = deadline < 0 ? -1 : (int)(deadline - mono_ms());
+		left = deadline >= 0 && left < 0 ? 0 : left;
 		int rc;
 		Py_BEGIN_ALLOW_THREADS rc = farmq_push(farms->q, queue, msg, (size_t)len, left);
 		Py_END_ALLOW_THREADS if (rc == FARMQ_OK) return 1;
@@ -72,10 +74,10 @@ static int push(size_t queue, const char *msg, Py_ssize_t len, int timeout_ms)
 			PyErr_SetFromErrno(PyExc_OSError);
 			return -1;
 		}
-		if (PyErr_CheckSignals() == -1)
-			return -1;
-		if (deadline >= 0 && mono_ms() >= deadline)
+		if (rc == FARMQ_TIMEOUT)
 			return 0;
+		if (PyErr_CheckSignals() == -1) /* FARMQ_EINTR */
+			return -1;
 	}
 }
 

@@ -55,14 +55,17 @@ struct farmq; /* a mapped region */
  * master's re-exec). Returns NULL with a message in <err>. */
 struct farmq *farmq_create(const struct farmq_spec *spec, char *err, size_t errlen);
 
-/* Maps the region in <fd> (inherited across exec). Returns NULL with a
- * message if <fd> is not a farmq region. */
+/* Maps the region in <fd> (inherited across exec). On success the handle
+ * owns <fd> (farmq_close closes it); on failure <fd> is left open and
+ * NULL is returned with a message if <fd> is not a farmq region of this
+ * build's layout. */
 struct farmq *farmq_attach(int fd, char *err, size_t errlen);
 
 /* The memfd, to pass to a re-executed master. */
 int farmq_fd(const struct farmq *q);
 
-/* Unmaps and closes. */
+/* Unmaps and closes. A forked child inherits the mapping and may use the
+ * parent's handle as is. <q> may be NULL. */
 void farmq_close(struct farmq *q);
 
 /* The region's shape (read from the region itself after attach). */
@@ -75,21 +78,33 @@ size_t farmq_nlocks(const struct farmq *q);
 int farmq_find(const struct farmq *q, const char *name);
 
 /* Appends <len> bytes to <queue>, waiting up to <timeout_ms> for room
- * (0: do not wait, -1: forever). On FARMQ_TIMEOUT the queue's rejected
- * count grows. */
+ * (0: do not wait, -1: forever; below -1 is FARMQ_ERROR, EINVAL). On
+ * FARMQ_TIMEOUT the queue's rejected count grows (not on FARMQ_TOOBIG or
+ * FARMQ_EINTR). A zero-length message is a message. FARMQ_ERROR with
+ * EUCLEAN: the queue's shared state is corrupt. */
 int farmq_push(struct farmq *q, size_t queue, const void *msg, size_t len, int timeout_ms);
 
 /* Takes the oldest message of the first non-empty queue among <queues>
- * (in the order given), waiting up to <timeout_ms> (-1: forever).
- * On FARMQ_OK, *msg is a malloc()ed copy (the caller frees it), *len its
- * length, and *from the index in <queues> it came from. */
+ * (in the order given), waiting up to <timeout_ms> (0: do not wait, -1:
+ * forever). On FARMQ_OK, *msg is a malloc()ed copy (the caller frees it;
+ * never NULL, even for length 0), *len its length, and *from (if <from>
+ * is not NULL) the index in <queues> it came from. Otherwise *msg, *len
+ * and *from are untouched; FARMQ_ERROR with ENOMEM leaves the message
+ * queued. A wait on one queue wakes for that queue only; a wait on
+ * several wakes for a push to any queue of the region and looks again. */
 int farmq_pop(struct farmq *q, const size_t *queues, size_t nq, void **msg, size_t *len,
               size_t *from, int timeout_ms);
 
 /* Moves every message of <from> into the queue of the same name in <to>,
- * oldest first, without waiting. Returns the number moved; *lost counts
- * messages with no queue of that name in <to>, or that did not fit (they
- * stay in <from>). Used when a reload changed the queue shape. */
+ * oldest first, without waiting. Returns the number moved; *lost (if
+ * <lost> is not NULL) counts messages with no queue of that name in <to>,
+ * or that did not fit (they stay in <from>). Per queue, moving stops at
+ * the first message that does not fit (too long for <to>'s max_msg, or
+ * <to>'s queue full), so the order is kept. Moved messages keep their
+ * enqueue time and count as delivered in <from>, pushed in <to>. A crash
+ * in the middle may duplicate one queue's moved messages, never lose
+ * them. Used when a reload changed the queue shape; one caller at a
+ * time (it holds a queue of each region at once). */
 size_t farmq_migrate(struct farmq *from, struct farmq *to, size_t *lost);
 
 struct farmq_stats {
@@ -101,13 +116,17 @@ struct farmq_stats {
 	uint64_t rejected;  /* push timeouts (full) */
 };
 
+/* A consistent snapshot of <queue> (all zeros if there is no such queue). */
 void farmq_stats(struct farmq *q, size_t queue, struct farmq_stats *st);
 
 /* Process-shared robust locks 0..nlocks-1. farmq_lock waits up to
- * <timeout_ms> (-1: forever); returns FARMQ_OK, FARMQ_TIMEOUT, or 1 when the
- * previous holder died holding it (the lock is then held and consistent
- * again). farmq_unlock returns FARMQ_ERROR (errno EPERM) if the caller
- * does not hold it. */
+ * <timeout_ms> (0: try, -1: forever; measured on CLOCK_MONOTONIC); returns
+ * FARMQ_OK, FARMQ_TIMEOUT, or 1 when the previous holder died holding it
+ * (the lock is then held and consistent again: what it protected may be
+ * half-updated). The owner is the calling thread: taking a lock it
+ * already holds is FARMQ_ERROR (EDEADLK), not a deadlock. The wait is
+ * not interrupted by signals. farmq_unlock returns FARMQ_ERROR (errno
+ * EPERM) if the calling thread does not hold it. */
 int farmq_lock(struct farmq *q, size_t n, int timeout_ms);
 int farmq_unlock(struct farmq *q, size_t n);
 

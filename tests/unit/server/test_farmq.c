@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,10 +75,14 @@ static const char *const abc[] = {"a", "b", "c"};
 /* Forks a child running <fn>(<arg>); its return value is the exit status. */
 static pid_t spawn(int (*fn)(void *), void *arg)
 {
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 	assert_true(pid != -1);
-	if (pid == 0)
+	if (pid == 0) {
+		/* Dies with the test binary (SIGALRM) rather than block forever. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+			_exit(99);
 		_exit(fn(arg));
+	}
 	assert_true(nkids < MAX_KIDS);
 	kids[nkids++] = pid;
 	return pid;
@@ -184,7 +189,7 @@ static void test_create_rejects_bad_spec(void **state)
 	longname[FARMQ_NAME_MAX] = '\0';
 	const char *const toolong[] = {longname};
 	struct farmq_spec bad[] = {
-	        {2, dup, 4, 100, 10, 0},    {1, empty, 4, 100, 10, 0},
+	        {2, dup, 4, 100, 10, 0},     {1, empty, 4, 100, 10, 0},
 	        {1, toolong, 4, 100, 10, 0}, {1, abc, 4, 9, 10, 0}, /* max_bytes < max_msg */
 	        {1, abc, 0, 100, 10, 0},     {1, abc, 4, 100, 0, 0},
 	        {1, NULL, 4, 100, 10, 0},    {1, abc, SIZE_MAX / 2, 100, 10, 0},
@@ -291,6 +296,22 @@ static void test_attach_rejects_other_fds(void **state)
 	assert_true(fd != -1);
 	assert_int_equal(write(fd, q->base, q->l.size / 2), q->l.size / 2);
 	assert_attach_fails(fd, "a truncated region");
+	close(fd);
+
+	/* A whole copy is a region; with one byte of the magic changed it is not. */
+	fd = memfd_create("copy", MFD_CLOEXEC);
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, q->base, q->l.size), q->l.size);
+	char err[256];
+	struct farmq *a = farmq_attach(fd, err, sizeof(err));
+	if (a == NULL)
+		fail_msg("farmq_attach(copy): %s", err);
+	farmq_close(a); /* closes <fd> */
+	fd = memfd_create("copy", MFD_CLOEXEC);
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, q->base, q->l.size), q->l.size);
+	assert_int_equal(pwrite(fd, "X", 1, 0), 1);
+	assert_attach_fails(fd, "a region with a bad magic");
 	close(fd);
 }
 
@@ -488,6 +509,26 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(st.depth, 0);
 }
 
+/* A state that disagrees with itself (memory corruption) is refused, not
+ * followed into the ring. */
+static void test_corrupt_state_refused(void **state)
+{
+	void *m = NULL;
+	size_t len;
+	q = make(1, abc, 4, 64, 32, 0);
+	push_str(0, "x");
+	struct qhdr *h = qh(q, 0);
+	struct qstate *live = &h->st[atomic_load(&h->cur)];
+	live->tail = (live->tail + 5) % q->l.ring_size;
+	errno = 0;
+	assert_int_equal(farmq_push(q, 0, "y", 1, 0), FARMQ_ERROR);
+	assert_int_equal(errno, EUCLEAN);
+	assert_int_equal(farmq_pop(q, (size_t[]){0}, 1, &m, &len, NULL, 0), FARMQ_ERROR);
+	assert_null(m);
+	live->tail = (live->tail + q->l.ring_size - 5) % q->l.ring_size;
+	assert_pop1(0, "x");
+}
+
 /* ---- waiting across processes ------------------------------------------ */
 
 struct popper {
@@ -588,8 +629,8 @@ static void test_many_consumers_exactly_once(void **state)
 	unsigned char buf[4 + PAD];
 	alarm(120); /* 100,000 messages under ASan on a shared machine */
 	q = make(1, abc, 16, 256, sizeof(buf), 0);
-	struct consumer c = {mmap(NULL, NMSG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	                          -1, 0)};
+	struct consumer c = {
+	        mmap(NULL, NMSG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)};
 	assert_true(c.seen != MAP_FAILED);
 	pid_t pids[NCONS];
 	for (int i = 0; i < NCONS; i++)
@@ -876,9 +917,9 @@ static void test_migrate(void **state)
 		snprintf(buf, sizeof(buf), "a%d", i);
 		assert_pop_from(to, 1, buf);
 	}
-	assert_int_equal(farmq_pop(to, (size_t[]){0, 1, 2}, 3, &(void *){NULL}, &(size_t){0}, NULL,
-	                           0),
-	                 FARMQ_TIMEOUT);
+	assert_int_equal(
+	        farmq_pop(to, (size_t[]){0, 1, 2}, 3, &(void *){NULL}, &(size_t){0}, NULL, 0),
+	        FARMQ_TIMEOUT);
 	/* What did not move stays, in order. */
 	assert_pop1(0, "a4");
 	assert_pop1(0, "a5");
@@ -938,6 +979,7 @@ int main(void)
 	        T(test_pop_order_and_from),
 	        T(test_pop_timeout),
 	        T(test_bad_arguments),
+	        T(test_corrupt_state_refused),
 	        T(test_push_wakes_popper),
 	        T(test_pop_wakes_pusher),
 	        T(test_many_consumers_exactly_once),
