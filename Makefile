@@ -26,10 +26,15 @@ UNIT_SRC   := $(sort $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+# dbqueue/: the PostgreSQL queue library; sql/NNN_*.sql is compiled into it.
+DBQ_SRC    := $(sort $(wildcard dbqueue/*.c))
+DBQ_SQL    := $(sort $(wildcard sql/[0-9]*.sql))
+DBQ_OBJ    := $(DBQ_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/dbqueue_sql.o
+DBQ_LIB    := $(BUILD)/libmulefarm-dbqueue.a
 
 .PHONY: all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
 
-all: $(BUILD)/mulefarm ## build build/mulefarm
+all: $(BUILD)/mulefarm $(DBQ_LIB) ## build build/mulefarm and the dbqueue library
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -44,7 +49,17 @@ $(BUILD)/obj/%.o: %.c $(wildcard include/mulefarm/*.h)
 $(BUILD)/libmfcore.a: $(CORE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/mulefarm: $(BUILD)/obj/server/main.o $(BUILD)/libmfcore.a
+$(DBQ_OBJ): dbqueue/internal.h
+$(BUILD)/gen/dbqueue_sql.c: dbqueue/embed_sql.sh $(DBQ_SQL)
+	@mkdir -p $(dir $@)
+	dbqueue/embed_sql.sh $(DBQ_SQL) > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/dbqueue_sql.o: $(BUILD)/gen/dbqueue_sql.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Idbqueue -c $< -o $@
+$(DBQ_LIB): $(DBQ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/mulefarm: $(BUILD)/obj/server/main.o $(BUILD)/libmfcore.a $(DBQ_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 run: ## start the demo: examples/hello, 2 workers x 2 threads on 127.0.0.1:8080
@@ -56,9 +71,9 @@ run: ## start the demo: examples/hello, 2 workers x 2 threads on 127.0.0.1:8080
 
 # A unit test may #include the .c it tests (to reach static helpers); the
 # archive then supplies only what it does not define itself.
-$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmfcore.a
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmfcore.a $(DBQ_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libmfcore.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Iserver -o $@ $< $(BUILD)/libmfcore.a $(DBQ_LIB) $(LDFLAGS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN) ## run the cmocka unit tests
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -72,10 +87,16 @@ integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
 # $(BUILD)/fuzz-artifacts/ (make each one a unit-test regression).
 FUZZ_SECONDS ?= 60
 FUZZ_LINK := $(wildcard server/http.c server/uwsgi_proto.c server/static_resolve.c server/config/spec.c)
+FUZZ_LIBS := $(shell pkg-config --libs yaml-0.1 2>/dev/null)
+# The loader's target links the rest of the config code (the reader
+# targets #include the file they test instead).
+FUZZ_LOAD := $(filter-out server/config/config.c server/config/spec.c,$(wildcard server/config/*.c))
+$(BUILD)/fuzz/fuzz_config_load: FUZZ_EXTRA = $(FUZZ_LOAD)
+$(BUILD)/fuzz/fuzz_config_load: $(FUZZ_LOAD)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK) $(wildcard include/mulefarm/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LINK)
+		-fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LINK) $(FUZZ_EXTRA) $(FUZZ_LIBS)
 
 fuzz-replay: $(FUZZ_BIN) ## replay every fuzz target's seed corpus (part of make test)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \

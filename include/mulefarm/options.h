@@ -150,6 +150,27 @@
 	  "seconds farm_msg() waits for room in a full queue (mulefarm)")                          \
 	X(FARM_MSG_FULL, "farm-msg-full", OPT_STR, false, "false",                                 \
 	  "when the wait runs out: false (return False) or raise (mulefarm.QueueFull)")            \
+	X(DB_FARM, "db-farm", OPT_STR, true, NULL,                                                 \
+	  "carry farm NAME in PostgreSQL (--dbqueue): farm_msg inserts a job, its mules claim "    \
+	  "jobs (mulefarm)")                                                                       \
+	X(DBQUEUE, "dbqueue", OPT_STR, false, NULL,                                                \
+	  "libpq connection string or URI of the database queue (mulefarm)")                       \
+	X(DBQUEUE_LEASE, "dbqueue-lease", OPT_INT, false, "30",                                    \
+	  "seconds a claimed job is leased; renewed while it runs, re-queued once expired "        \
+	  "(mulefarm)")                                                                            \
+	X(DBQUEUE_TIMEOUT, "dbqueue-timeout", OPT_INT, false, "10",                                \
+	  "seconds farm_msg()/enqueue() retry an unreachable database before failing (mulefarm)")  \
+	X(DBQUEUE_POLL_ONLY, "dbqueue-poll-only", OPT_FLAG, false, NULL,                           \
+	  "no LISTEN/NOTIFY, poll instead (PgBouncer transaction pooling) (mulefarm)")             \
+	X(DBQUEUE_RETENTION, "dbqueue-retention", OPT_INT, false, "86400",                         \
+	  "seconds done jobs stay queryable with mulefarm.job() (mulefarm)")                       \
+	X(HANDLER_NAME, "handler-name", OPT_STR, false, NULL,                                      \
+	  "prefix of this instance's handler names, NAME.farm.N (default: the host name); "        \
+	  "unique per instance (mulefarm)")                                                        \
+	X(MIGRATE, "migrate", OPT_FLAG, false, NULL,                                               \
+	  "mulefarm-handler: apply the database queue's migrations, then exit")                    \
+	X(STATUS, "status", OPT_FLAG, false, NULL,                                                 \
+	  "mulefarm-handler: print each database farm's queue figures, then exit")                 \
 	X(IF_EXISTS, "if-exists", OPT_STR, true, NULL,                                             \
 	  "config block: the options up to endif apply if PATH exists (%(_) is PATH)")             \
 	X(IF_NOT_EXISTS, "if-not-exists", OPT_STR, true, NULL,                                     \
@@ -282,7 +303,10 @@ int cli_parse(struct options *o, int argc, char **argv, char *err, size_t errlen
 
 /* Walks argv (argv[0] excluded) and calls <add> for each option with the
  * name as typed and its value (NULL for a bare flag). Unknown names are
- * passed on with the value given after '=' (if any): <add> judges them.
+ * passed on with the value given after '=', or else the next word unless
+ * it is an option or a config file or app (by extension), so that
+ * uWSGI-only options such as "--plugin python3" read as uWSGI reads them:
+ * <add> judges them.
  * A bare argument stands for a config file or app by its extension
  * (.yaml/.yml, .ini, .json/.js, .py). Returns 0 or -1 with <err> set. */
 typedef int (*cli_add_fn)(void *ctx, const char *key, const char *value, char *err, size_t errlen);

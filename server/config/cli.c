@@ -65,8 +65,15 @@ int cli_walk(int argc, char **argv, cli_add_fn add, void *ctx, char *err, size_t
 		memcpy(key, name, klen);
 		key[klen] = '\0';
 		int id = opt_lookup(key);
-		if (id < 0 || eq != NULL) {
-			value = eq ? eq + 1 : NULL; /* the callback judges unknown names */
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (id < 0) {
+			/* The callback judges unknown names. uWSGI's own options take
+			 * their value as the next word ("--plugin python3"), unless
+			 * that word is an option or a config file or app. */
+			if (i + 1 < argc && is_value(argv[i + 1]) &&
+			    bare_option(argv[i + 1]) == NULL)
+				value = argv[++i];
 		} else if (opt_table[id].kind == OPT_STR || opt_table[id].kind == OPT_INT) {
 			if (i + 1 >= argc) {
 				snprintf(err, errlen, "option --%s needs a value", key);

@@ -45,6 +45,7 @@ long config_default_processes(void)
 
 struct loader {
 	struct options *o;
+	const char *version;
 	int depth;
 	const char *section; /* of the file being read */
 };
@@ -79,15 +80,23 @@ static int edit_distance(const char *a, const char *b)
 	return row[lb];
 }
 
+/* Aliases count too ("workrs" is nearest to "workers"), but not the
+ * one- and two-letter ones, which are near to any short word. */
 const char *config_suggest(const char *name)
 {
+	static const char *const aliases[] = {
+#define X(alias, id) alias,
+	        MF_ALIASES(X)
+#undef X
+	};
 	const char *best = NULL;
 	int best_d = 4;
-	for (int i = 0; i < OPT__COUNT; i++) {
-		int d = edit_distance(name, opt_table[i].name);
+	for (size_t i = 0; i < OPT__COUNT + sizeof(aliases) / sizeof(aliases[0]); i++) {
+		const char *cand = i < OPT__COUNT ? opt_table[i].name : aliases[i - OPT__COUNT];
+		int d = i < OPT__COUNT || strlen(cand) > 2 ? edit_distance(name, cand) : 99;
 		if (d < best_d) {
 			best_d = d;
-			best = opt_table[i].name;
+			best = cand;
 		}
 	}
 	return best;
@@ -167,6 +176,20 @@ static int from_file(void *ctx, const struct cfg_item *it, char *err, size_t err
 
 static const char *lookup(void *arg, const char *name, size_t len);
 
+/* A reader's message about <path> itself ("<path>: cannot read: ...",
+ * "<path>: no 'x' section"), not about one of its lines, gets the place
+ * that named the file in front. */
+static void name_includer(const char *at, int id, const char *path, char *err, size_t errlen)
+{
+	size_t n = strlen(path);
+	if (strncmp(err, path, n) != 0 || strncmp(err + n, ": ", 2) != 0)
+		return;
+	char *msg = strdup(err);
+	if (msg != NULL)
+		snprintf(err, errlen, "%s: option '%s': %s", at, opt_table[id].name, msg);
+	free(msg);
+}
+
 /* An included file's name is expanded when it is read (so that
  * "ini = %dcommon.ini" works), with the placeholders known so far. */
 static int include(struct loader *ld, int id, const char *raw, const char *where, char *err,
@@ -177,8 +200,12 @@ static int include(struct loader *ld, int id, const char *raw, const char *where
 	const char *colon = where ? strrchr(where, ':') : NULL;
 	if (colon != NULL)
 		snprintf(file, sizeof(file), "%.*s", (int)(colon - where), where);
-	struct expander ex = {.o = ld->o};
-	struct expand_ctx x = {.file = file[0] ? file : NULL, .lookup = lookup, .arg = &ex};
+	struct expander ex = {.o = ld->o, .version = ld->version};
+	struct expand_ctx x = {.file = file[0] ? file : NULL,
+	                       .section = ld->section,
+	                       .version = ld->version,
+	                       .lookup = lookup,
+	                       .arg = &ex};
 	char *spec = NULL;
 	if (raw == NULL || cfg_expand(&x, raw, &spec, msg, sizeof(msg)) == -1) {
 		snprintf(err, errlen, "%s: option '%s': %s", at, opt_table[id].name,
@@ -192,8 +219,9 @@ static int include(struct loader *ld, int id, const char *raw, const char *where
 		return -1;
 	}
 	if (++ld->depth > MAX_DEPTH) {
-		snprintf(err, errlen, "%s: config files include each other more than %d deep", path,
-		         MAX_DEPTH);
+		snprintf(err, errlen,
+		         "%s: option '%s': %s: config files include each other more than %d deep",
+		         at, opt_table[id].name, path, MAX_DEPTH);
 		return -1;
 	}
 	const char *sec = section[0] ? section : NULL, *outer = ld->section;
@@ -203,6 +231,8 @@ static int include(struct loader *ld, int id, const char *raw, const char *where
 	                     : cfg_read_json(path, sec, from_file, ld, err, errlen);
 	ld->depth--;
 	ld->section = outer;
+	if (rc != 0 && where != NULL)
+		name_includer(at, id, path, err, errlen);
 	return rc == 0 ? 0 : -1;
 }
 
@@ -220,6 +250,12 @@ static int from_cli(void *ctx, const char *key, const char *value, char *err, si
 	}
 	char name[256];
 	snprintf(name, sizeof(name), "%.*s", (int)(eq - value), value);
+	const char *why = id == OPT_SET && opt_lookup(name) < 0 ? unsupported_reason(name) : NULL;
+	if (why != NULL) {
+		snprintf(err, errlen, "command line: option '%s' is not supported by mulefarm: %s",
+		         name, why);
+		return -1;
+	}
 	if (opt_append(ld->o, id, key, value, ORIGIN_CLI, NULL) == -1)
 		return -1;
 	int target = id == OPT_SET ? opt_lookup(name) : -1;
@@ -256,7 +292,7 @@ static int from_env(struct loader *ld, char **envp, char *err, size_t errlen)
 		if (opt_append(ld->o, id, name, eq + 1, ORIGIN_ENV, NULL) == -1)
 			return -1;
 		if (id == OPT_YAML || id == OPT_INI || id == OPT_JSON)
-			if (include(ld, id, eq + 1, NULL, err, errlen) == -1)
+			if (include(ld, id, eq + 1, "environment", err, errlen) == -1)
 				return -1;
 	}
 	return 0;
@@ -305,7 +341,10 @@ static int expand_entry(struct expander *ex, size_t i, char *err, size_t errlen)
 	                       .arg = ex};
 	char *out, msg[512];
 	if (cfg_expand(&x, e->value, &out, msg, sizeof(msg)) == -1) {
-		snprintf(err, errlen, "%s: option '%s': %s", e->where ? e->where : "command line",
+		snprintf(err, errlen, "%s: option '%s': %s",
+		         e->where                  ? e->where
+		         : e->origin == ORIGIN_ENV ? "environment"
+		                                   : "command line",
 		         e->key, msg);
 		return -1;
 	}
@@ -326,10 +365,10 @@ static int expand_all(struct options *o, const char *version, char *err, size_t 
 int config_load(struct options *o, int argc, char **argv, char **envp, const char *version,
                 char *err, size_t errlen)
 {
-	struct loader ld = {.o = o};
+	struct loader ld = {.o = o, .version = version};
 	if (from_env(&ld, envp, err, errlen) == -1 ||
 	    cli_walk(argc, argv, from_cli, &ld, err, errlen) == -1 ||
-	    expand_all(o, version, err, errlen) == -1)
+	    expand_all(o, version, err, errlen) == -1 || config_conditions(o, err, errlen) == -1)
 		return -1;
 	return opt_validate(o, err, errlen);
 }

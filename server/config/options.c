@@ -138,8 +138,10 @@ int opt_validate(const struct options *o, char *err, size_t errlen)
 		if (e->id == OPT_PLACEHOLDER ||
 		    validate(e->id, e->key, e->value, msg, sizeof(msg)) == 0)
 			continue;
-		snprintf(err, errlen, "%s%s%s", e->where ? e->where : "", e->where ? ": " : "",
-		         msg);
+		const char *at = e->where                  ? e->where
+		                 : e->origin == ORIGIN_ENV ? "environment"
+		                                           : NULL;
+		snprintf(err, errlen, "%s%s%s", at ? at : "", at ? ": " : "", msg);
 		return -1;
 	}
 	return 0;

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,18 +164,41 @@ static int yml_walk(struct yml *y, const yaml_node_t *root, bool *found)
 	return 0;
 }
 
-/* Counts the lines up to byte <off> of <buf>, for reader errors (which
- * carry an offset, not a mark). */
+static bool yml_utf16(const char *buf, size_t len)
+{
+	return len >= 2 && (memcmp(buf, "\xfe\xff", 2) == 0 || memcmp(buf, "\xff\xfe", 2) == 0);
+}
+
+/* The line of byte <off> of <buf>, counted as libyaml counts (CR LF, CR,
+ * LF, and NEL, LS and PS in UTF-8; only LF in UTF-16): for reader errors,
+ * which carry an offset, not a mark, and for the last line. */
 static int yml_line_at(const char *buf, size_t len, size_t off)
 {
-	const char *p = buf, *end = buf + (off < len ? off : len);
+	const unsigned char *p = (const unsigned char *)buf;
+	size_t end = off < len ? off : len;
+	bool utf16 = yml_utf16(buf, len);
 	int line = 1;
 
-	while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-		line++;
-		p++;
+	for (size_t i = 0; i < end; i++) {
+		if (utf16)
+			line += p[i] == '\n';
+		else if (p[i] == '\n' || (p[i] == '\r' && (i + 1 >= len || p[i + 1] != '\n')))
+			line++;
+		else if (i >= 1 && p[i - 1] == 0xc2 && p[i] == 0x85)
+			line++;
+		else if (i >= 2 && p[i - 2] == 0xe2 && p[i - 1] == 0x80 && (p[i] | 1) == 0xa9)
+			line++;
 	}
 	return line;
+}
+
+/* libyaml adds a line break to a file that does not end in one, so an error
+ * at the end can be a line past the last: that is the last. */
+static int yml_mark_line(const yaml_mark_t *m, const char *buf, size_t len)
+{
+	int last = yml_utf16(buf, len) ? INT_MAX : yml_line_at(buf, len, len);
+
+	return m->line < (size_t)last ? (int)m->line + 1 : last;
 }
 
 static void yml_syntax_error(const yaml_parser_t *p, const char *buf, size_t len, const char *file,
@@ -189,10 +213,11 @@ static void yml_syntax_error(const yaml_parser_t *p, const char *buf, size_t len
 		          problem);
 	else if (p->context != NULL)
 		cfg__errf(err, errlen, "%s:%d: %s (%s at line %d)", file,
-		          (int)p->problem_mark.line + 1, problem, p->context,
-		          (int)p->context_mark.line + 1);
+		          yml_mark_line(&p->problem_mark, buf, len), problem, p->context,
+		          yml_mark_line(&p->context_mark, buf, len));
 	else
-		cfg__errf(err, errlen, "%s:%d: %s", file, (int)p->problem_mark.line + 1, problem);
+		cfg__errf(err, errlen, "%s:%d: %s", file, yml_mark_line(&p->problem_mark, buf, len),
+		          problem);
 }
 
 /* An empty document, as a trailing "---" makes. */
