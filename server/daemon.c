@@ -71,11 +71,17 @@ int daemon_detach(const char *logfile)
 	return daemon_logto(logfile);
 }
 
+/* Written aside and renamed: a reader (--reload PIDFILE) never sees the
+ * file empty while a re-executed master writes it again. */
 int daemon_write_pidfile(const char *path)
 {
-	FILE *f = fopen(path, "w");
-	if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) == -1) {
 		log_err(errno, "cannot write pidfile %s", path);
+		unlink(tmp);
 		return -1;
 	}
 	return 0;

@@ -219,3 +219,15 @@ bool farms_has_mule(const struct farms *fs, size_t farm, int id)
 			return true;
 	return false;
 }
+
+void farms_describe_mule(const struct farms *fs, int id, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t f = 0; f < fs->n && used + 1 < len; f++)
+		if (farms_has_mule(fs, f, id)) {
+			int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+			                 fs->f[f].name);
+			used += n < 0 ? 0 : (size_t)n < len - used ? (size_t)n : len - used - 1;
+		}
+}

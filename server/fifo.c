@@ -9,6 +9,8 @@
 #include "mulefarm/fifo.h"
 #include "mulefarm/log.h"
 
+static int active_fd = -1; /* for fifo_close_inherited() */
+
 static int open_path(const char *path)
 {
 	struct stat st;
@@ -43,7 +45,7 @@ int fifo_open(struct fifo *f, const struct options *o)
 	}
 	if (f->n == 0)
 		return 0;
-	f->fd = open_path(f->paths[0]);
+	f->fd = active_fd = open_path(f->paths[0]);
 	if (f->fd == -1)
 		return -1;
 	log_info("master FIFO %s (slot 0)", f->paths[0]);
@@ -68,7 +70,7 @@ int fifo_switch(struct fifo *f, int slot)
 	if (fd == -1)
 		return -1;
 	close(f->fd);
-	f->fd = fd;
+	f->fd = active_fd = fd;
 	f->slot = slot;
 	log_info("master FIFO switched to slot %d: %s", slot, f->paths[slot]);
 	return 0;
@@ -78,5 +80,12 @@ void fifo_close(struct fifo *f)
 {
 	if (f->fd != -1)
 		close(f->fd);
-	f->fd = -1;
+	f->fd = active_fd = -1;
+}
+
+void fifo_close_inherited(void)
+{
+	if (active_fd != -1)
+		close(active_fd);
+	active_fd = -1;
 }

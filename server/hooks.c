@@ -142,6 +142,16 @@ void hooks_run(const struct options *o, enum opt_id phase)
 	}
 }
 
+void hooks_remap_signals(const struct options *o)
+{
+	for (size_t i = 0; i < o->n; i++) {
+		const struct opt_entry *e = &o->entries[i];
+		if (e->id == OPT_HOOK_MASTER_START && e->value != NULL &&
+		    strncmp(e->value, "unix_signal:", 12) == 0)
+			run_action(opt_table[e->id].name, e->value, true);
+	}
+}
+
 static const char *const action_names[] = {"exec",         "print",  "unix_signal", "writefifo",
                                            "spinningfifo", "callpy", NULL};
 

@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "mulefarm/conn.h"
+#include "mulefarm/dbfarm.h"
+#include "mulefarm/sdnotify.h"
 #include "mulefarm/daemon.h"
 #include "mulefarm/farm.h"
 #include "mulefarm/fifo.h"
@@ -118,6 +120,10 @@ int master_remap_signal(int sig, enum master_action action)
 		return -1;
 	}
 	sig_action[sig] = action;
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	sigprocmask(SIG_UNBLOCK, &one, NULL); /* blocked across a re-exec (reexec()) */
 	log_info("signal %d now means %s", sig,
 	         action == MA_GRACEFUL_STOP     ? "graceful shutdown"
 	         : action == MA_STOP_NOW        ? "immediate shutdown"
@@ -137,8 +143,13 @@ static int setup_signals(void)
 	sig_action[SIGINT] = MA_STOP_NOW;
 	sig_action[SIGQUIT] = MA_STOP_NOW;
 	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD};
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+	sigset_t caught;
+	sigemptyset(&caught);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		catch_signal(sigs[i]);
+		sigaddset(&caught, sigs[i]);
+	}
+	sigprocmask(SIG_UNBLOCK, &caught, NULL); /* blocked across a re-exec (reexec()) */
 	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }
@@ -173,6 +184,8 @@ static int listener_take(struct listener *l, struct handoff *h, const char *addr
 
 static int open_listeners(struct server *srv, struct handoff *h)
 {
+	if (srv->webless)
+		return 0; /* mulefarm-handler */
 	const struct options *o = srv->cfg.opts;
 	const char *mode = opt_given(o, OPT_CHMOD_SOCKET) ? opt_str(o, OPT_CHMOD_SOCKET) : NULL;
 	const char *owner = opt_str(o, OPT_CHOWN_SOCKET);
@@ -237,7 +250,7 @@ static int load(struct server *srv)
 {
 	const struct options *o = srv->cfg.opts;
 	bool default_app = opt_str(o, OPT_WSGI_FILE) != NULL || opt_str(o, OPT_MODULE) != NULL;
-	if (!default_app && !opt_given(o, OPT_MOUNT)) {
+	if (!default_app && !opt_given(o, OPT_MOUNT) && !srv->webless) {
 		log_info("no app to serve: give --wsgi-file FILE, --module pkg.mod:callable or "
 		         "--mount /prefix=app");
 		return -1;
@@ -299,17 +312,21 @@ static void describe_exit(const struct proc *p, pid_t pid, int status, const cha
 		         p->id, (int)pid, WEXITSTATUS(status));
 }
 
-/* A child that keeps dying at start-up is respawned ever more slowly. */
+/* A child that keeps dying at start-up is respawned ever more slowly. A
+ * worker that served requests did not die at start-up: --max-requests
+ * recycles it within the second under load. */
 static void schedule_respawn(struct master *m, struct proc *p)
 {
 	int64_t now = mono_ms();
 	p->respawn_ms = now;
-	if (now - p->started_ms >= 1000) {
+	bool served = p->role == ROLE_WORKER && scoreboard != NULL &&
+	              scoreboard->workers[p->id - 1].requests != p->requests_at_spawn;
+	if (now - p->started_ms >= 1000 || served) {
 		p->fast_deaths = 0;
 		return;
 	}
 	int64_t delay = RESPAWN_BASE_MS;
-	for (int i = 1; i < p->fast_deaths && delay < RESPAWN_MAX_MS; i++)
+	for (int i = 0; i < p->fast_deaths && delay < RESPAWN_MAX_MS; i++)
 		delay *= 2;
 	p->fast_deaths++;
 	delay = delay < RESPAWN_MAX_MS ? delay : RESPAWN_MAX_MS;
@@ -324,9 +341,14 @@ static void reap(struct master *m)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (dbfarm_reaped(pid, status))
+			continue;
 		struct proc *p = proc_find(&m->t, pid);
 		if (p != NULL) {
 			describe_exit(p, pid, status, "");
+			if (p->role == ROLE_MULE)
+				dbfarm_mule_gone(p->id, pid, status,
+				                 m->state != RUNNING || p->kill_at_ms != 0);
 			p->pid = 0;
 			p->kill_at_ms = 0;
 			if (scoreboard != NULL && p->role == ROLE_WORKER)
@@ -339,6 +361,8 @@ static void reap(struct master *m)
 		for (size_t i = 0; i < m->nold; i++)
 			if (m->old[i].pid == pid) {
 				describe_exit(&m->old[i], pid, status, "previous ");
+				if (m->old[i].role == ROLE_MULE)
+					dbfarm_mule_gone(m->old[i].id, pid, status, true);
 				m->old[i] = m->old[--m->nold];
 				break;
 			}
@@ -446,6 +470,7 @@ static void begin_stop(struct master *m, bool now)
 		         opt_int(m->srv->cfg.opts, OPT_MULE_RELOAD_MERCY));
 	m->state = STOPPING;
 	m->stop_now = now;
+	sdnotify_stopping();
 	for (size_t i = 0; i < m->t.n + m->nold; i++) {
 		struct proc *p = i < m->t.n ? &m->t.p[i] : &m->old[i - m->t.n];
 		p->kill_at_ms = 0;
@@ -468,11 +493,18 @@ static void reexec(struct master *m, bool brutal)
 			        (struct handoff_child){.pid = p->pid, .role = p->role, .id = p->id};
 	}
 	fifo_close(&m->fifo);
-	if (m->stats_fd != -1)
-		close(m->stats_fd);
-	m->stats_fd = -1;
+	/* The master's signals stay blocked (pending, not lost) until the new
+	 * master catches them: between execv() and that, their default action
+	 * (SIGHUP: terminate) would take the whole server down. */
+	sigset_t caught, old;
+	sigemptyset(&caught);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig_action[sig] != MA_NONE || sig == SIGCHLD)
+			sigaddset(&caught, sig);
+	sigprocmask(SIG_BLOCK, &caught, &old);
 	if (c != NULL)
-		reload_exec(m->srv, farms->q ? farmq_fd(farms->q) : -1, c, k, brutal);
+		reload_exec(m->srv, farms->q ? farmq_fd(farms->q) : -1, m->stats_fd, c, k, brutal);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	free(c);
 	log_info("reload failed: carrying on with the running children");
 	fifo_open(&m->fifo, m->srv->cfg.opts);
@@ -637,7 +669,7 @@ static int supervise(struct master *m)
 		                        {.fd = m->fifo.fd, .events = POLLIN},
 		                        {.fd = m->stats_fd, .events = POLLIN},
 		                        {.fd = usignal_master_fd(), .events = POLLIN}};
-		int timeout = loop_timeout(m);
+		int timeout = sdnotify_tick(loop_timeout(m), dbfarm_status_text());
 		int timer = usignal_timers(live_pids(m), mono_ms());
 		poll(pfd, 4, timer >= 0 && (timeout < 0 || timer < timeout) ? timer : timeout);
 		handle_signals(m);
@@ -702,7 +734,7 @@ static void adopt_children(struct master *m, const struct handoff *h)
 			stop_proc(m, &m->old[i], true);
 }
 
-static int open_control(struct master *m)
+static int open_control(struct master *m, const struct handoff *h)
 {
 	const struct options *o = m->srv->cfg.opts;
 	size_t ntouch = 0;
@@ -717,10 +749,17 @@ static int open_control(struct master *m)
 	m->stats_fd = -1;
 	const char *stats = opt_str(o, OPT_STATS);
 	char err[256];
-	if (stats != NULL && (m->stats_fd = stats_listen(stats, err, sizeof(err))) == -1) {
+	if (h->stats_fd >= 0 && stats == NULL)
+		close(h->stats_fd); /* --stats is gone from the new configuration */
+	if (h->stats_fd >= 0 && stats != NULL) {
+		m->stats_fd = h->stats_fd; /* the same address is assumed across a reload */
+		fcntl(m->stats_fd, F_SETFD, FD_CLOEXEC);
+	} else if (stats != NULL && (m->stats_fd = stats_listen(stats, err, sizeof(err))) == -1) {
 		log_info("--stats %s: %s", stats, err);
 		return -1;
 	}
+	if (m->stats_fd >= 0)
+		proc_close_in_children(m->stats_fd);
 	if (stats != NULL)
 		log_info("stats server on %s", stats);
 	return fifo_open(&m->fifo, o);
@@ -780,7 +819,8 @@ static int start(struct master *m, struct handoff *h)
 	}
 	srv->statics = &statics;
 	farms = &fs;
-	if (farms_open(&fs, o, h->farmq_fd, err, sizeof(err)) == -1) {
+	if (farms_open(&fs, o, h->farmq_fd, err, sizeof(err)) == -1 ||
+	    dbfarm_setup(srv, &fs, err, sizeof(err)) == -1) {
 		log_info("%s", err);
 		return -1;
 	}
@@ -790,6 +830,8 @@ static int start(struct master *m, struct handoff *h)
 		return -1;
 	}
 	sb.master_pid = srv->master_pid;
+	for (int i = 1; i <= (int)fs.nmules; i++)
+		farms_describe_mule(&fs, i, sb.mules[i - 1].farms, sizeof(sb.mules[i - 1].farms));
 	sb.start_time = time(NULL);
 	scoreboard = &sb;
 	if (usignal_setup(srv->cfg.processes, (int)fs.nmules) == -1) {
@@ -822,10 +864,15 @@ int master_run(struct server *srv)
 			return 1;
 	}
 	srv->master_pid = getpid();
+	log_set_identity("master", 0); /* --daemonize: the pid changed */
+	sdnotify_init();
 	if (setup_signals() == -1 || start(&m, &h) == -1)
 		return 1;
 	adopt_children(&m, &h);
-	if (write_pidfiles(o) == -1 || open_control(&m) == -1)
+	/* --daemonize2 writes them once detached: until then this pid is the
+	 * one about to exit, and the command returns as it exits */
+	bool pid_later = !h.present && opt_str(o, OPT_DAEMONIZE2) != NULL;
+	if ((!pid_later && write_pidfiles(o) == -1) || open_control(&m, &h) == -1)
 		return 1;
 	int rc = load(srv);
 	if (rc == -1 && m.nold == 0) {
@@ -838,16 +885,20 @@ int master_run(struct server *srv)
 		        "fix it and reload again, or stop");
 		m.state = DEGRADED;
 		m.retire_pending = false;
+		hooks_remap_signals(o);
 	} else {
 		setup_signals(); /* the app may have set handlers of its own at import */
 		hooks_run(o, OPT_HOOK_POST_APP);
 		python_freeze();
 		if (!h.present && after_load_detach(srv) == -1)
 			return 1;
+		dbfarm_keeper_start();
 		spawn_due(&m);
 		hooks_run(o, OPT_HOOK_MASTER_START);
+		sdnotify_ready(dbfarm_status_text());
 	}
 	rc = supervise(&m);
+	dbfarm_shutdown(5000);
 	remove_pidfiles(o);
 	return rc;
 }

@@ -15,6 +15,7 @@
 #include "mulefarm/log.h"
 #include "mulefarm/mule.h"
 #include "mulefarm/proctitle.h"
+#include "mulefarm/pydbfarm.h"
 #include "mulefarm/pyfarm.h"
 #include "mulefarm/python.h"
 #include "mulefarm/scoreboard.h"
@@ -90,8 +91,10 @@ static void default_loop(void)
 		PyErr_Clear();
 		if (hook != NULL && hook != Py_None) {
 			PyObject *r = PyObject_CallOneArg(hook, msg);
-			if (r == NULL)
+			if (r == NULL) {
+				pydbfarm_mule_raised(); /* fails a database job, traceback kept */
 				python_print_exception();
+			}
 			Py_XDECREF(r);
 		} else {
 			log_info("received a %zd bytes message (no uwsgi.mule_msg_hook: discarded)",
@@ -141,6 +144,7 @@ static int run_target(const char *target)
 			PyErr_Clear();
 			return 0;
 		}
+		pydbfarm_mule_raised(); /* fails a database job, traceback kept */
 		python_print_exception();
 		return 1;
 	}
@@ -152,26 +156,15 @@ void mule_main(const struct server *srv, int id)
 {
 	my_id = id;
 	setup_signals();
-	if (entry() != NULL) {
+	if (entry() != NULL)
 		entry()->status = SB_BUSY;
-		char *p = entry()->farms;
-		size_t left = sizeof(entry()->farms);
-		p[0] = '\0';
-		for (size_t f = 0; f < farms->n; f++)
-			if (farms_has_mule(farms, f, id) && left > 1) {
-				int n = snprintf(p, left, "%s%s", p == entry()->farms ? "" : ",",
-				                 farms->f[f].name);
-				n = n < 0 ? 0 : (size_t)n < left ? n : (int)left - 1;
-				p += n;
-				left -= (size_t)n;
-			}
-	}
 	proctitle_state("busy");
 	hooks_run(srv->cfg.opts, OPT_HOOK_AS_MULE);
 	const char *target = farms->mule_targets[id - 1];
 	if (target == NULL)
 		default_loop();
 	int rc = run_target(target);
+	pydbfarm_mule_returned(rc); /* a database job still held is done (or failed) */
 	log_info("mule code %s returned: exiting", target);
 	fflush(stdout);
 	fflush(stderr);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mulefarm/fifo.h"
 #include "mulefarm/log.h"
 #include "mulefarm/proc.h"
 #include "mulefarm/proctitle.h"
@@ -50,6 +51,15 @@ static void child_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+static int master_fds[8];
+static size_t n_master_fds;
+
+void proc_close_in_children(int fd)
+{
+	if (n_master_fds < sizeof(master_fds) / sizeof(master_fds[0]))
+		master_fds[n_master_fds++] = fd;
+}
+
 /* What the stats show about a fork: pid, last spawn, respawns. */
 static void publish_spawn(struct proc *p)
 {
@@ -74,12 +84,21 @@ int proc_spawn(const struct server *srv, struct proc *p)
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old); /* no master handler runs in the child */
-	if (scoreboard != NULL && p->role == ROLE_WORKER && p->id <= scoreboard->nworkers)
+	if (scoreboard != NULL && p->role == ROLE_WORKER && p->id <= scoreboard->nworkers) {
 		scoreboard->workers[p->id - 1].accepting = 0; /* the child sets it */
+		p->requests_at_spawn = scoreboard->workers[p->id - 1].requests;
+		/* A killed predecessor (harakiri, SIGKILL) left its requests in
+		 * the slots: harakiri would kill the new worker for them. */
+		for (int t = 0; t < scoreboard->nthreads; t++)
+			scoreboard_slot(scoreboard, p->id, t)->started_ms = 0;
+	}
 	python_before_fork();
 	pid_t pid = fork();
 	if (pid == 0) {
 		child_signals();
+		fifo_close_inherited();
+		for (size_t i = 0; i < n_master_fds; i++)
+			close(master_fds[i]);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != srv->master_pid)
 			_exit(1); /* the master died before prctl() */

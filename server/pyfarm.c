@@ -14,9 +14,11 @@
 #include <time.h>
 
 #include "mulefarm/conn.h"
+#include "mulefarm/dbfarm.h"
 #include "mulefarm/farm.h"
 #include "mulefarm/log.h"
 #include "mulefarm/mule.h"
+#include "mulefarm/pydbfarm.h"
 #include "mulefarm/pyfarm.h"
 
 #define WAIT_SLICE_MS   1000
@@ -99,6 +101,9 @@ static PyObject *sent(int rc, const char *where, bool always_raise)
 static PyObject *farm_send(const char *farm, const char *msg, Py_ssize_t len, int timeout_ms,
                            bool always_raise)
 {
+	if (dbfarm_find(farm) >= 0) /* farm_msg: --dbqueue-timeout; farm_msg_wait: its own */
+		return pydbfarm_send(farm, msg, len, always_raise ? timeout_ms : -2,
+		                     always_raise || (farms != NULL && farms->raise_full));
 	if (!have_queues())
 		return NULL;
 	int f = farms_find(farms, farm);
@@ -167,6 +172,8 @@ PyObject *pyfarm_get(int id, bool any_mule, bool with_farms, int timeout_ms)
 	size_t nq = 0;
 	if (!have_queues())
 		return NULL;
+	if (with_farms && dbfarm_mule_consumes(id))
+		return pydbfarm_get(id, any_mule, timeout_ms);
 	if (any_mule) {
 		qs[nq++] = farms_mule_queue(farms, id);
 		qs[nq++] = farms_any_mule_queue(farms);

@@ -5,6 +5,7 @@
  * MULEFARM_HANDOFF holds one record per line:
  *   L<address>\t<fd>[,<fd>...]   a listener (several fds with --reuse-port)
  *   Q<fd>                        the farm queues' memfd
+ *   S<fd>                        the stats socket
  *   C<pid>:<role>:<id>           a running child
  *   B                            brutal: stop the old children at once
  */
@@ -82,8 +83,8 @@ static int add_listener(char **buf, size_t *len, const struct listener *l)
 	return append(buf, len, "\n");
 }
 
-int reload_exec(const struct server *srv, int farmq_fd, const struct handoff_child *children,
-                size_t nchildren, bool brutal)
+int reload_exec(const struct server *srv, int farmq_fd, int stats_fd,
+                const struct handoff_child *children, size_t nchildren, bool brutal)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -92,6 +93,8 @@ int reload_exec(const struct server *srv, int farmq_fd, const struct handoff_chi
 		rc = add_listener(&buf, &len, &srv->ls.l[i]);
 	if (rc == 0 && farmq_fd >= 0)
 		rc = keep_on_exec(farmq_fd) == -1 ? -1 : append(&buf, &len, "Q%d\n", farmq_fd);
+	if (rc == 0 && stats_fd >= 0)
+		rc = keep_on_exec(stats_fd) == -1 ? -1 : append(&buf, &len, "S%d\n", stats_fd);
 	for (size_t i = 0; rc == 0 && i < nchildren; i++)
 		rc = append(&buf, &len, "C%d:%d:%d\n", (int)children[i].pid, children[i].role,
 		            children[i].id);
@@ -117,6 +120,7 @@ int handoff_read(struct handoff *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->farmq_fd = -1;
+	h->stats_fd = -1;
 	const char *v = getenv(HANDOFF_VAR);
 	if (v == NULL)
 		return 0;
@@ -137,6 +141,8 @@ int handoff_read(struct handoff *h)
 		struct handoff_child *c = &h->children[h->nchildren];
 		if (line[0] == 'Q')
 			h->farmq_fd = atoi(line + 1);
+		else if (line[0] == 'S')
+			h->stats_fd = atoi(line + 1);
 		else if (line[0] == 'B')
 			h->brutal = true;
 		else if (line[0] == 'C' &&

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mulefarm/dbfarm.h"
 #include "mulefarm/listener.h"
 #include "mulefarm/log.h"
 #include "mulefarm/stats.h"
@@ -478,6 +479,12 @@ char *stats_json(const struct scoreboard *sb, struct farmq *q, const struct list
 	}
 	jb_puts(&b, "],");
 	put_farms(&b, q);
+	char *db = dbfarm_stats_json(); /* database farms: their queue figures */
+	if (db != NULL) {
+		jb_puts(&b, ",\"dbfarms\":");
+		jb_puts(&b, db);
+		free(db);
+	}
 	jb_puts(&b, "}");
 	if (b.failed) {
 		free(b.p);

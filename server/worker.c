@@ -11,6 +11,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -64,6 +65,8 @@ struct worker {
 	int busy;         /* Python threads in a request (atomic) */
 	uint64_t served;  /* requests served by this process (--max-requests) */
 	int64_t next_rss_ms;
+	int sig_wake[2];    /* Python's signal wakeup fd: its handlers' signals */
+	bool py_signals;    /* run Python's signal handlers now */
 };
 
 static struct worker wk;
@@ -654,9 +657,12 @@ static void begin_stop(struct worker *w)
 		if (c->deadline_ms > grace)
 			c->deadline_ms = grace;
 	pthread_mutex_unlock(&w->mu);
-	scoreboard->workers[w->id - 1].status = SB_STOPPING;
+	struct sb_worker *me = &scoreboard->workers[w->id - 1];
+	if (me->pid == getpid()) { /* after FIFO 'w' it is the new worker's entry */
+		me->status = SB_STOPPING;
+		me->accepting = 0;
+	}
 	proctitle_state("stopping");
-	scoreboard->workers[w->id - 1].accepting = 0;
 	log_info("stopping gracefully");
 }
 
@@ -674,6 +680,13 @@ static void handle_event(struct worker *w, struct epoll_event *ev)
 	}
 	if (tag <= w->srv->ls.n) {
 		on_accept(w, &w->srv->ls.l[tag - 1]);
+		return;
+	}
+	if (ev->data.ptr == (void *)w->sig_wake) {
+		char drain[64];
+		while (read(w->sig_wake[0], drain, sizeof(drain)) > 0)
+			;
+		w->py_signals = true;
 		return;
 	}
 	struct conn *c = ev->data.ptr;
@@ -702,6 +715,15 @@ static void loop_setup(struct worker *w)
 			log_err(errno, "epoll_ctl() failed on %s", w->srv->ls.l[i].name);
 			_exit(1);
 		}
+	}
+	/* A signal with a Python handler that lands while the loop is not in
+	 * epoll_wait() (no EINTR) still wakes it: Python writes its number to
+	 * the wakeup fd (set in worker_main). */
+	struct epoll_event sev = {.events = EPOLLIN, .data.ptr = w->sig_wake};
+	if (pipe2(w->sig_wake, O_NONBLOCK | O_CLOEXEC) == -1 ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->sig_wake[0], &sev) == -1) {
+		log_err(errno, "signal wakeup pipe set-up failed");
+		_exit(1);
 	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -748,6 +770,24 @@ static void dump_stacks_on_sigusr2(void)
 	Py_XDECREF(fh);
 }
 
+/* signal.set_wakeup_fd(fd) unless the app set its own (post_fork_hook).
+ * Main thread, GIL held. */
+static void set_signal_wakeup_fd(int fd)
+{
+	PyObject *sig = PyImport_ImportModule("signal");
+	PyObject *set = sig ? PyObject_GetAttrString(sig, "set_wakeup_fd") : NULL;
+	PyObject *old = set ? PyObject_CallFunction(set, "i", fd) : NULL;
+	long was = old ? PyLong_AsLong(old) : -1;
+	if (was != -1) {
+		Py_XDECREF(PyObject_CallFunction(set, "l", was));
+	}
+	if (PyErr_Occurred())
+		python_print_exception();
+	Py_XDECREF(old);
+	Py_XDECREF(set);
+	Py_XDECREF(sig);
+}
+
 void worker_main(const struct server *srv, int id)
 {
 	struct worker *w = &wk;
@@ -760,6 +800,7 @@ void worker_main(const struct server *srv, int id)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	loop_setup(w);
+	set_signal_wakeup_fd(w->sig_wake[1]);
 	dump_stacks_on_sigusr2();
 	start_accepting(w);
 
@@ -781,14 +822,15 @@ void worker_main(const struct server *srv, int id)
 			log_err(errno, "epoll_wait() failed");
 			_exit(1);
 		}
-		if (n == -1) { /* a signal: run the app's Python handlers, if any */
+		for (int i = 0; i < n; i++)
+			handle_event(w, &evs[i]);
+		if (n == -1 || w->py_signals) { /* run the app's Python handlers, if any */
+			w->py_signals = false;
 			PyEval_RestoreThread(ts);
 			if (PyErr_CheckSignals() == -1)
 				python_print_exception();
 			ts = PyEval_SaveThread();
 		}
-		for (int i = 0; i < n; i++)
-			handle_event(w, &evs[i]);
 		if (w->inline_mode)
 			serve_inline(w, &ts);
 		if (sig_graceful)

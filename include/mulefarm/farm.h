@@ -64,6 +64,9 @@ size_t farms_any_mule_queue(const struct farms *fs);
 /* Whether mule <id> belongs to farm <farm>. */
 bool farms_has_mule(const struct farms *fs, size_t farm, int id);
 
+/* Writes the names of mule <id>'s farms, comma-separated, into <buf>. */
+void farms_describe_mule(const struct farms *fs, int id, char *buf, size_t len);
+
 /* The farms and mules of this process (set by the master). */
 extern struct farms *farms;
 

@@ -34,4 +34,9 @@ int fifo_switch(struct fifo *f, int slot);
 
 void fifo_close(struct fifo *f);
 
+/* In a freshly forked child: closes the master's FIFO, so that a child
+ * never holds a slot open (bytes written to an inactive slot would wait
+ * there and run when the master switched back to it). */
+void fifo_close_inherited(void);
+
 #endif

@@ -27,6 +27,10 @@
  * held if Python is initialised (callpy). */
 void hooks_run(const struct options *o, enum opt_id phase);
 
+/* Runs only the unix_signal actions of hook-master-start: a master whose
+ * reload failed to import the app still honours the signal contract. */
+void hooks_remap_signals(const struct options *o);
+
 /* Checks every hook's action name (and unix_signal's arguments) before
  * anything starts. Returns 0, or -1 with a message naming the option. */
 int hooks_check(const struct options *o, char *err, size_t errlen);

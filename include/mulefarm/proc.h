@@ -22,6 +22,7 @@ struct proc {
 	int64_t kill_at_ms; /* SIGKILL it then, if still alive (0: not asked to stop) */
 	int fast_deaths;    /* consecutive deaths within a second of spawning */
 	uint64_t spawns;
+	uint64_t requests_at_spawn; /* the worker's scoreboard count when forked */
 };
 
 struct proc_table {
@@ -33,6 +34,10 @@ struct proc_table {
  * then the role's main, which never returns. In the master: returns 0, or
  * -1 after logging. Master only, GIL held. */
 int proc_spawn(const struct server *srv, struct proc *p);
+
+/* Registers a master-only fd (the stats socket): every child closes it
+ * right after fork, so that only the master holds it. */
+void proc_close_in_children(int fd);
 
 /* The entry of <t> whose pid is <pid>, or NULL. */
 struct proc *proc_find(struct proc_table *t, pid_t pid);

@@ -7,6 +7,8 @@
  *   - the listening sockets, keyed by the address as configured, so the
  *     new master adopts them instead of binding (no refused connection);
  *   - the farm queues' memfd, so no queued message is lost;
+ *   - the stats socket (the old children still hold it: binding again
+ *     would fail);
  *   - the pids, roles and ids of the children still running. They stay
  *     children of the same pid across exec; the new master stops them
  *     once its own workers accept (graceful), or at once (brutal).
@@ -28,6 +30,7 @@ struct handoff_child {
 struct handoff {
 	char *text;   /* the variable's value, owned */
 	int farmq_fd; /* -1 when none */
+	int stats_fd; /* the --stats listening socket, -1 when none */
 	struct handoff_child *children;
 	size_t nchildren;
 	bool brutal; /* stop the old children at once */
@@ -51,7 +54,7 @@ void handoff_close_unused(struct handoff *h);
 
 /* Re-executes the master. <children>: the live children to hand over.
  * Only returns on failure (-1, logged). */
-int reload_exec(const struct server *srv, int farmq_fd, const struct handoff_child *children,
-                size_t nchildren, bool brutal);
+int reload_exec(const struct server *srv, int farmq_fd, int stats_fd,
+                const struct handoff_child *children, size_t nchildren, bool brutal);
 
 #endif
