@@ -32,9 +32,9 @@ DBQ_SQL    := $(sort $(wildcard sql/[0-9]*.sql))
 DBQ_OBJ    := $(DBQ_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/dbqueue_sql.o
 DBQ_LIB    := $(BUILD)/libmulefarm-dbqueue.a
 
-.PHONY: all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
+.PHONY: systemd-check all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
 
-all: $(BUILD)/mulefarm $(DBQ_LIB) ## build build/mulefarm and the dbqueue library
+all: $(BUILD)/mulefarm $(BUILD)/mulefarm-handler $(DBQ_LIB) ## build build/mulefarm, build/mulefarm-handler and the dbqueue library
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -62,6 +62,16 @@ $(DBQ_LIB): $(DBQ_OBJ)
 $(BUILD)/mulefarm: $(BUILD)/obj/server/main.o $(BUILD)/libmfcore.a $(DBQ_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
+# The webless handler: the same server objects, its own main.
+$(BUILD)/mulefarm-handler: $(BUILD)/obj/handlers/main.o $(BUILD)/libmfcore.a $(DBQ_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# systemd-analyze verify on the handler's unit (with the binary where the
+# unit expects it: a copy in a scratch root). Skipped, saying so, only when
+# systemd-analyze is not installed.
+systemd-check: $(BUILD)/mulefarm-handler ## systemd-analyze verify handlers/systemd/*.service
+	@scripts/systemd-check.sh $(BUILD)/mulefarm-handler handlers/systemd/mulefarm-handler@.service
+
 run: ## start the demo: examples/hello, 2 workers x 2 threads on 127.0.0.1:8080
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory all
@@ -79,7 +89,8 @@ unit: $(UNIT_BIN) ## run the cmocka unit tests
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
-	MULEFARM_BIN=$(abspath $(BUILD)/mulefarm) $(PYTHON) -m pytest -q tests/integration
+	MULEFARM_BIN=$(abspath $(BUILD)/mulefarm) MULEFARM_HANDLER_BIN=$(abspath $(BUILD)/mulefarm-handler) \
+		$(PYTHON) -m pytest -q tests/integration
 
 # libFuzzer targets (ASan+UBSan), one per pure parser. `make test` replays
 # the seed corpora; `make fuzz FUZZ_SECONDS=N` fuzzes each target for N
@@ -123,6 +134,7 @@ test: ## unit, integration and fuzz-corpus tests (installs test packages as root
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory docs-check
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory systemd-check
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 
@@ -133,9 +145,12 @@ check: ## the unit and integration suites under ASan+UBSan (build-asan/)
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		unit integration
 
-bench: all ## side-by-side HTTP benchmark against uWSGI, gunicorn and nginx
+bench: all ## side-by-side benchmarks against uWSGI, gunicorn and nginx (BENCH=http,uwsgi,static,reload,farm)
 	@scripts/deps.sh bench
-	tests/bench/http.sh
+	@set -e; for b in $(subst $(comma), ,$(BENCH)); do tests/bench/$$b.sh; done
+
+comma := ,
+BENCH ?= http,uwsgi,static,reload,farm
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format: ## reformat the C sources with clang-format
