@@ -7,6 +7,7 @@
  *   SIGHUP           graceful reload (grace_them_all)
  *   SIGTERM          graceful shutdown (gracefully_kill_them_all)
  *   SIGINT, SIGQUIT  immediate shutdown (kill_them_all)
+ *   SIGUSR1          log the stats
  *   SIGCHLD          a dead child is respawned with the same id
  * Handlers only record the signal and write a byte to a self-pipe.
  *
@@ -142,7 +143,8 @@ static int setup_signals(void)
 	sig_action[SIGTERM] = MA_GRACEFUL_STOP;
 	sig_action[SIGINT] = MA_STOP_NOW;
 	sig_action[SIGQUIT] = MA_STOP_NOW;
-	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD};
+	sig_action[SIGUSR1] = MA_LOG_STATS; /* as uWSGI: print the stats */
+	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD};
 	sigset_t caught;
 	sigemptyset(&caught);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {

@@ -495,3 +495,13 @@ def test_idle_master_uses_almost_no_cpu(server):
     hz = os.sysconf("SC_CLK_TCK")
     # issue 5: < 0.5% of a core; allow a little scheduling noise
     assert used <= 3, "master used %d ticks (%.2f%% of a core) while idle" % (used, 100.0 * used / hz / elapsed)
+
+
+def test_sigusr1_logs_stats_and_keeps_serving(server):
+    """As uWSGI: SIGUSR1 to the master prints the stats; nothing stops."""
+    srv = server(["--wsgi-file", app_path("hello.py")])
+    srv.send_signal(signal.SIGUSR1)
+    srv.wait_log(r"stats: \{.*\"workers\"")
+    assert srv.running()
+    status, _, _ = srv.get("/")
+    assert status == 200
