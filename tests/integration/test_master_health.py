@@ -499,7 +499,7 @@ def test_idle_master_uses_almost_no_cpu(server):
 
 def test_sigusr1_logs_stats_and_keeps_serving(server):
     """As uWSGI: SIGUSR1 to the master prints the stats; nothing stops."""
-    srv = server(["--wsgi-file", app_path("hello.py")])
+    srv = server(["--wsgi-file", app_path("basic.py")])
     srv.send_signal(signal.SIGUSR1)
     srv.wait_log(r"stats: \{.*\"workers\"")
     assert srv.running()
