@@ -104,6 +104,8 @@ FUZZ_LIBS := $(shell pkg-config --libs yaml-0.1 2>/dev/null)
 FUZZ_LOAD := $(filter-out server/config/config.c server/config/spec.c,$(wildcard server/config/*.c))
 $(BUILD)/fuzz/fuzz_config_load: FUZZ_EXTRA = $(FUZZ_LOAD)
 $(BUILD)/fuzz/fuzz_config_load: $(FUZZ_LOAD)
+$(BUILD)/fuzz/fuzz_jsonval: FUZZ_EXTRA = server/jsonval.c
+$(BUILD)/fuzz/fuzz_jsonval: server/jsonval.c
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK) $(wildcard include/mulefarm/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
@@ -145,12 +147,17 @@ check: ## the unit and integration suites under ASan+UBSan (build-asan/)
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		unit integration
 
-bench: all ## side-by-side benchmarks against uWSGI, gunicorn and nginx (BENCH=http,uwsgi,static,reload,farm)
+# The dbqueue load driver (tests/bench/dbqueue.sh), built for `bench` only.
+$(BUILD)/bench/dbqueue_bench: tests/bench/dbqueue_bench.c $(DBQ_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(DBQ_LIB) $(LDFLAGS) $(LDLIBS)
+
+bench: all $(BUILD)/bench/dbqueue_bench ## side-by-side benchmarks against uWSGI, gunicorn, nginx, pgbench (BENCH=http,uwsgi,static,reload,farm,dbqueue)
 	@scripts/deps.sh bench
 	@set -e; for b in $(subst $(comma), ,$(BENCH)); do tests/bench/$$b.sh; done
 
 comma := ,
-BENCH ?= http,uwsgi,static,reload,farm
+BENCH ?= http,uwsgi,static,reload,farm,dbqueue
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format: ## reformat the C sources with clang-format
