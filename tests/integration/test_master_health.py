@@ -505,3 +505,33 @@ def test_sigusr1_logs_stats_and_keeps_serving(server):
     assert srv.running()
     status, _, _ = srv.get("/")
     assert status == 200
+
+
+def _cmdline(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")[0].decode()
+
+
+def test_process_titles_show_role_id_and_state(server):
+    """ps shows 'mulefarm master', 'mulefarm worker N (idle)' and
+    'mulefarm mule N (...)', after --procname-prefix."""
+    srv = server(["--wsgi-file", app_path("basic.py"), "--processes", "2", "--mule",
+                  "--procname-prefix", "site-a: "])
+    assert _cmdline(srv.pid) == "site-a: mulefarm master"
+    titles = wait_for(lambda: (lambda t: t if len(t) == 3 and all("(starting)" not in x for x in t)
+                               else None)(sorted(_cmdline(p) for p in srv.children())),
+                      what="three child titles")
+    assert titles == ["site-a: mulefarm mule 1 (idle)", "site-a: mulefarm worker 1 (idle)",
+                      "site-a: mulefarm worker 2 (idle)"], titles
+
+
+def test_process_title_busy_while_a_request_runs(server):
+    srv = server(["--wsgi-file", app_path("basic.py")])
+    (worker,) = srv.children()
+    t = threading.Thread(target=lambda: srv.get("/sleep?s=1.5"))
+    t.start()
+    try:
+        wait_for(lambda: _cmdline(worker) == "mulefarm worker 1 (busy)", what="busy title")
+    finally:
+        t.join()
+    wait_for(lambda: _cmdline(worker) == "mulefarm worker 1 (idle)", what="idle title")
