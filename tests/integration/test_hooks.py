@@ -273,3 +273,28 @@ def test_ini_unknown_action_names_file_and_line(server, tmp_path):
     assert srv.wait_exit(10) != 0
     log = srv.log_text()
     assert re.search(r"bad\.ini:4: hook-post-app 'frobnicate:now': unknown action", log), log
+
+
+def test_if_exists_blocks_in_an_ini_file(server, tmp_path):
+    """if-exists / if-not-exists / if-env ... endif pick hooks (and any
+    option); %(_) is the value tested; the markers are not in uwsgi.opt."""
+    present = tmp_path / "present.flag"
+    present.write_text("")
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[uwsgi]\n"
+        "wsgi-file = %s\n"
+        "if-exists = %s\n"
+        "hook-post-app = print:FOUND %%(_)\n"
+        "endif =\n"
+        "if-not-exists = %s\n"
+        "hook-post-app = print:NEVER\n"
+        "endif =\n"
+        "if-env = MF_TEST_COND\n"
+        "hook-post-app = print:ENV-ON\n"
+        "endif =\n" % (app_path("uwsgiapp.py"), present, present)
+    )
+    srv = server(["--ini", str(ini)], env={"MF_TEST_COND": "yes"})
+    srv.wait_log(r"\] FOUND %s\n" % re.escape(str(present)))
+    srv.wait_log(r"\] ENV-ON\n")
+    assert "NEVER" not in srv.log_text()
