@@ -16,7 +16,10 @@ OPT      ?= -O2 -g
 SAN      ?=
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(SAN) -Iinclude $(PKG_CFLAGS)
+# Position-independent, symbols hidden: the same objects link the binaries
+# and the wheel's extension module (which then exports only PyInit__server).
+PIC      := -fPIC -fvisibility=hidden
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(SAN) $(PIC) -Iinclude $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -pthread -lm
 
 SERVER_SRC := $(sort $(wildcard server/*.c server/config/*.c))
@@ -32,7 +35,7 @@ DBQ_SQL    := $(sort $(wildcard sql/[0-9]*.sql))
 DBQ_OBJ    := $(DBQ_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/dbqueue_sql.o
 DBQ_LIB    := $(BUILD)/libmulefarm-dbqueue.a
 
-.PHONY: systemd-check all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
+.PHONY: FORCE pyext wheel wheel-test systemd-check all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
 
 all: $(BUILD)/mulefarm $(BUILD)/mulefarm-handler $(DBQ_LIB) ## build build/mulefarm, build/mulefarm-handler and the dbqueue library
 
@@ -42,7 +45,12 @@ help: ## list the targets
 deps: ## install (root) or name the Debian packages for build and test
 	@scripts/deps.sh test
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/mulefarm/*.h)
+# Objects are rebuilt when the compile flags change (kept in a stamp).
+$(BUILD)/cflags: FORCE
+	@mkdir -p $(dir $@) && echo '$(CFLAGS)' | cmp -s - $@ || echo '$(CFLAGS)' > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/mulefarm/*.h) $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -53,7 +61,7 @@ $(DBQ_OBJ): dbqueue/internal.h
 $(BUILD)/gen/dbqueue_sql.c: dbqueue/embed_sql.sh $(DBQ_SQL)
 	@mkdir -p $(dir $@)
 	dbqueue/embed_sql.sh $(DBQ_SQL) > $@.tmp && mv $@.tmp $@
-$(BUILD)/obj/gen/dbqueue_sql.o: $(BUILD)/gen/dbqueue_sql.c
+$(BUILD)/obj/gen/dbqueue_sql.o: $(BUILD)/gen/dbqueue_sql.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Idbqueue -c $< -o $@
 $(DBQ_LIB): $(DBQ_OBJ)
@@ -65,6 +73,31 @@ $(BUILD)/mulefarm: $(BUILD)/obj/server/main.o $(BUILD)/libmfcore.a $(DBQ_LIB)
 # The webless handler: the same server objects, its own main.
 $(BUILD)/mulefarm-handler: $(BUILD)/obj/handlers/main.o $(BUILD)/libmfcore.a $(DBQ_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# The wheel (issue 10): the same objects linked into the extension module
+# mulefarm._server, not with libpython (the interpreter that imports it has
+# those symbols; python3-embed's compile flags are python3's). The two mains
+# are compiled again without main() (main.h). setup.py runs `make pyext`.
+PYEXT      := $(BUILD)/pyext/_server.so
+PYEXT_MAIN := $(BUILD)/pyext/server_main.o $(BUILD)/pyext/handlers_main.o
+PYEXT_LIBS  = $(shell pkg-config --libs libpq yaml-0.1 uuid 2>/dev/null) -pthread -lm
+$(BUILD)/pyext/server_main.o: server/main.c $(wildcard include/mulefarm/*.h) $(BUILD)/cflags
+$(BUILD)/pyext/handlers_main.o: handlers/main.c $(wildcard include/mulefarm/*.h) $(BUILD)/cflags
+$(PYEXT_MAIN):
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMULEFARM_NO_MAIN -c $< -o $@
+$(PYEXT): $(BUILD)/obj/python/_server.o $(PYEXT_MAIN) $(CORE_OBJ) $(DBQ_OBJ)
+	$(CC) $(CFLAGS) -shared -Wl,--strip-debug -o $@ $^ $(LDFLAGS) $(PYEXT_LIBS)
+pyext: $(PYEXT) ## build the wheel's extension module (setup.py runs this)
+
+wheel: $(PYEXT) ## build the Python wheel (pip install it: mulefarm, mulefarm-handler) into build/wheel/
+	@rm -rf $(BUILD)/wheel
+	MULEFARM_BUILD=$(BUILD) $(PYTHON) -m pip wheel --no-build-isolation --no-deps --no-index \
+		--disable-pip-version-check -q -w $(BUILD)/wheel .
+
+# A fresh venv gets the wheel; the smoke tests run against its scripts.
+wheel-test: wheel ## install the wheel into a fresh venv, run the smoke tests against its scripts
+	@scripts/wheel-test.sh $(BUILD) $(PYTHON)
 
 # systemd-analyze verify on the handler's unit (with the binary where the
 # unit expects it: a copy in a scratch root). Skipped, saying so, only when
@@ -131,7 +164,7 @@ docs-check: $(BUILD)/mulefarm ## fail if docs/options.md is stale
 	@$(BUILD)/mulefarm --options-md | diff -u docs/options.md - \
 		|| { echo "docs/options.md is stale: run 'make docs'"; exit 1; }
 
-test: ## unit, integration and fuzz-corpus tests (installs test packages as root)
+test: ## unit, integration, fuzz-corpus and wheel smoke tests (installs test packages as root)
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory docs-check
@@ -139,6 +172,7 @@ test: ## unit, integration and fuzz-corpus tests (installs test packages as root
 	@$(MAKE) --no-print-directory systemd-check
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory wheel-test
 
 check: ## the unit and integration suites under ASan+UBSan (build-asan/)
 	@scripts/deps.sh test

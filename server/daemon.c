@@ -12,22 +12,40 @@
 #include "mulefarm/daemon.h"
 #include "mulefarm/log.h"
 
-int daemon_signal_pidfile(const char *pidfile, int sig)
+static long read_pid(const char *pidfile)
 {
 	FILE *f = fopen(pidfile, "r");
 	long pid = 0;
-	if (f == NULL) {
-		fprintf(stderr, "mulefarm: cannot open pidfile %s: %s\n", pidfile, strerror(errno));
-		return 1;
-	}
+	if (f == NULL)
+		return -1;
 	int n = fscanf(f, "%ld", &pid);
 	fclose(f);
-	if (n != 1 || pid <= 0) {
+	return n == 1 && pid > 0 ? pid : 0;
+}
+
+pid_t daemon_read_pidfile(const char *pidfile)
+{
+	long pid = read_pid(pidfile);
+	if (pid == -1)
+		fprintf(stderr, "mulefarm: cannot open pidfile %s: %s\n", pidfile, strerror(errno));
+	else if (pid == 0)
 		fprintf(stderr, "mulefarm: pidfile %s holds no pid\n", pidfile);
+	return pid > 0 ? (pid_t)pid : -1;
+}
+
+void daemon_remove_pidfile(const char *path)
+{
+	if (read_pid(path) == (long)getpid())
+		unlink(path);
+}
+
+int daemon_signal_pidfile(const char *pidfile, int sig)
+{
+	pid_t pid = daemon_read_pidfile(pidfile);
+	if (pid == -1)
 		return 1;
-	}
-	if (kill((pid_t)pid, sig) == -1) {
-		fprintf(stderr, "mulefarm: cannot signal pid %ld from %s: %s\n", pid, pidfile,
+	if (kill(pid, sig) == -1) {
+		fprintf(stderr, "mulefarm: cannot signal pid %ld from %s: %s\n", (long)pid, pidfile,
 		        strerror(errno));
 		return 1;
 	}

@@ -57,9 +57,10 @@ static int add_farm(struct dbfarm__config *c, const struct farms *fs, const stru
                     char *err, size_t errlen)
 {
 	const char *name = e->value ? e->value : "";
-	if (name[0] == '\0' || strlen(name) >= FARMQ_NAME_MAX || strchr(name, ':') != NULL) {
-		snprintf(err, errlen, "--db-farm '%s': want a farm name (under %d bytes, no ':')",
-		         name, FARMQ_NAME_MAX);
+	/* sql/: a farm name is 1..54 bytes (its NOTIFY channel must fit) */
+	if (name[0] == '\0' || strlen(name) > 54 || strchr(name, ':') != NULL) {
+		snprintf(err, errlen, "--db-farm '%s': want a farm name (1 to 54 bytes, no ':')",
+		         name);
 		return -1;
 	}
 	for (size_t i = 0; i < c->n; i++)
@@ -91,13 +92,47 @@ static int map_shared(struct dbfarm__config *c)
 	return 0;
 }
 
-static void handler_prefix(struct dbfarm__config *c, const struct options *o)
+/* Leases are renewed by the range of names "PREFIX." .. "PREFIX/": a
+ * prefix holding '.' would fall in another instance's range ("web" and
+ * "web.example"), hence '-' for '.' (and for '~', which introduces the
+ * epoch, and '/'), in --handler-name as in the host name. */
+static int handler_prefix(struct dbfarm__config *c, const struct options *o, char *err,
+                          size_t errlen)
 {
 	const char *name = opt_str(o, OPT_HANDLER_NAME);
 	char host[sizeof(c->prefix)] = "localhost";
 	if (name == NULL && gethostname(host, sizeof(host) - 1) == 0)
 		host[sizeof(host) - 1] = '\0';
+	if (name != NULL && (name[0] == '\0' || strlen(name) >= sizeof(c->prefix) - 16)) {
+		snprintf(err, errlen, "--handler-name '%s': want a name of 1 to %zu bytes", name,
+		         sizeof(c->prefix) - 17);
+		return -1;
+	}
 	snprintf(c->prefix, sizeof(c->prefix), "%s", name ? name : host);
+	for (char *p = c->prefix; *p; p++)
+		if (*p == '.' || *p == '~' || *p == '/')
+			*p = '-';
+	return 0;
+}
+
+void dbfarm__prefix(uint32_t epoch, char *buf, size_t len)
+{
+	if (epoch == 0)
+		snprintf(buf, len, "%s", dbfarm__cfg.prefix);
+	else
+		snprintf(buf, len, "%s~%u", dbfarm__cfg.prefix, epoch);
+}
+
+void dbfarm__new_epoch(const char *why)
+{
+	if (dbfarm__cfg.shm == NULL)
+		return;
+	uint32_t e = __atomic_add_fetch(&dbfarm__cfg.shm->epoch, 1, __ATOMIC_SEQ_CST);
+	char prefix[DBFARM_NAME_MAX];
+	dbfarm__prefix(e, prefix, sizeof(prefix));
+	log_info("%s: whether that claim went through is unknown; new claims are made as %s.*, "
+	         "so a job claimed then is left to its lease",
+	         why, prefix);
 }
 
 static void pool_atfork_child(void);
@@ -138,7 +173,8 @@ int dbfarm_setup(const struct server *srv, const struct farms *fs, char *err, si
 	c->retention_s = (int)retention;
 	c->poll_only = opt_flag(o, OPT_DBQUEUE_POLL_ONLY);
 	c->max_msg = fs->max_msg;
-	handler_prefix(c, o);
+	if (handler_prefix(c, o, err, errlen) == -1)
+		return -1;
 	if (map_shared(c) == -1) {
 		snprintf(err, errlen, "cannot map the database farms' shared state: %s",
 		         strerror(errno));
@@ -200,9 +236,11 @@ bool dbfarm_mule_consumes(int id)
 	return false;
 }
 
-void dbfarm_handler_name(int id, size_t farm, char *buf, size_t len)
+void dbfarm_handler_name(int id, size_t farm, uint32_t epoch, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s.%s.%d", dbfarm__cfg.prefix, dbfarm_name(farm), id);
+	char prefix[DBFARM_NAME_MAX];
+	dbfarm__prefix(epoch, prefix, sizeof(prefix));
+	snprintf(buf, len, "%s.%s.%d", prefix, dbfarm_name(farm), id);
 }
 
 static struct dbfarm__slot *slot(int id)
@@ -211,20 +249,31 @@ static struct dbfarm__slot *slot(int id)
 	return c->shm && id >= 1 && (size_t)id <= c->nmules ? &c->shm->slots[id - 1] : NULL;
 }
 
+static void bump(struct dbfarm__slot *s)
+{
+	__atomic_add_fetch(&s->wake, 1, __ATOMIC_SEQ_CST);
+	futex(&s->wake, FUTEX_WAKE, 1, NULL);
+}
+
+/* A mule reads its counter before claiming and sleeps only while it has
+ * not moved, so a mule between those two steps must be bumped too: one
+ * that found nothing would otherwise sleep through this wake-up. */
 void dbfarm__wake(size_t farm, bool all)
 {
 	if (dbfarm__cfg.shm == NULL || farm >= dbfarm__cfg.n)
 		return;
 	const struct dbfarm__farm *f = &dbfarm__cfg.f[farm];
-	for (size_t i = 0; i < f->nmules; i++) {
-		struct dbfarm__slot *s = slot(f->mules[i]);
-		if (s == NULL || s->state != SLOT_WAITING)
-			continue;
-		__atomic_add_fetch(&s->wake, 1, __ATOMIC_SEQ_CST);
-		futex(&s->wake, FUTEX_WAKE, 1, NULL);
-		if (!all)
-			return;
-	}
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < f->nmules; i++) {
+			struct dbfarm__slot *s = slot(f->mules[i]);
+			int state = s ? __atomic_load_n(&s->state, __ATOMIC_SEQ_CST) : SLOT_HELD;
+			if (state == SLOT_HELD || (pass == 0 && state != SLOT_WAITING) ||
+			    (pass == 1 && state == SLOT_WAITING))
+				continue;
+			bump(s);
+			if (!all)
+				return;
+		}
 }
 
 /* --- the enqueue pool ------------------------------------------------------- */
@@ -243,15 +292,16 @@ static struct {
 	bool *pending;    /* [nfarms]: a NOTIFY is due */
 	int64_t *sent_ms; /* [nfarms]: when the last one went */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
-        .freed = PTHREAD_COND_INITIALIZER,
-        .notify = PTHREAD_COND_INITIALIZER};
+          .freed = PTHREAD_COND_INITIALIZER,
+          .notify = PTHREAD_COND_INITIALIZER};
 
 static void pool_atfork_child(void)
 {
 	for (size_t i = 0; i < pool.nidle; i++) {
 		int fd = dbq_socket(pool.idle[i]);
 		if (fd >= 0)
-			close(fd); /* the handle itself is abandoned: it holds the parent's session */
+			close(fd); /* the handle itself is abandoned: it holds the parent's session
+			            */
 	}
 	pthread_mutex_init(&pool.lock, NULL);
 	pthread_cond_init(&pool.freed, NULL);
@@ -306,8 +356,8 @@ static int ensure_connected(struct dbq **q, int64_t deadline)
 		*q = dbq_connect(dbfarm__cfg.conninfo, ms);
 		return *q == NULL ? DBQ_ENOMEM : dbq_status(*q);
 	}
-	if (dbq_status(*q) == DBQ_ECONNLOST || dbq_status(*q) == DBQ_ECONNECT ||
-	    dbq_socket(*q) < 0)
+	int st = dbq_status(*q); /* after a timeout the session is in an unknown state */
+	if (st == DBQ_ECONNLOST || st == DBQ_ECONNECT || st == DBQ_ETIMEOUT || dbq_socket(*q) < 0)
 		return dbq_reconnect(*q);
 	return DBQ_OK;
 }
@@ -319,6 +369,9 @@ static void copy_err(char *err, size_t errlen, struct dbq *q, int rc)
 	size_t n = strlen(err);
 	while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
 		err[--n] = '\0';
+	for (char *p = err; *p; p++) /* libpq's messages span lines: one log line */
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
 }
 
 /* Runs <op> on a pooled connection, retrying transient failures with
@@ -340,9 +393,10 @@ static int with_connection(pool_op op, void *arg, int timeout_ms, char *err, siz
 		if (rc != DBQ_OK)
 			copy_err(err, errlen, q, rc);
 		pool_give(q);
-		if (!dbfarm__transient(rc) || dbfarm__now_ms() + backoff > deadline)
+		int64_t left = deadline - dbfarm__now_ms();
+		if (!dbfarm__transient(rc) || left <= 0)
 			return rc;
-		dbfarm__nap(backoff);
+		dbfarm__nap(backoff < left ? backoff : (int)left);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
 	}
 }
@@ -372,7 +426,8 @@ static void *notifier(void *unused)
 			char err[256];
 			int rc = with_connection(notify_op, &f, 2000, err, sizeof(err));
 			if (rc != DBQ_OK)
-				log_info("NOTIFY for database farm %s failed (%s): its handlers find "
+				log_info("NOTIFY for database farm %s failed (%s): its handlers "
+				         "find "
 				         "the job at their next poll",
 				         dbfarm_name(f), err);
 			pthread_mutex_lock(&pool.lock);
@@ -480,6 +535,7 @@ static struct {
 	struct dbq_job job;
 	bool held;
 	size_t farm;
+	uint32_t epoch;   /* of the held job's handler name */
 	size_t next_farm; /* round robin over the mule's farms */
 } me;
 
@@ -502,6 +558,7 @@ static void publish(int id)
 		return;
 	if (me.held) {
 		s->farm = (int)me.farm;
+		s->epoch = me.epoch;
 		s->job_id = me.job.id;
 		s->attempt = me.job.attempt;
 		memcpy(s->uuid, me.job.uuid, sizeof(s->uuid));
@@ -527,13 +584,20 @@ int dbfarm_mule_claim(int id, char *err, size_t errlen)
 		if (!farm_has_mule(f, id))
 			continue;
 		char handler[DBFARM_NAME_MAX];
-		dbfarm_handler_name(id, f, handler, sizeof(handler));
+		uint32_t epoch = c->shm ? __atomic_load_n(&c->shm->epoch, __ATOMIC_SEQ_CST) : 0;
+		dbfarm_handler_name(id, f, epoch, handler, sizeof(handler));
 		size_t n = 0;
 		if (s != NULL)
 			__atomic_store_n(&s->state, SLOT_CLAIMING, __ATOMIC_SEQ_CST);
 		rc = dbq_claim(me.q, c->f[f].name, handler, c->lease_s, &me.job, 1, &n);
+		if (rc == DBQ_ECONNLOST || rc == DBQ_ETIMEOUT) {
+			char why[64];
+			snprintf(why, sizeof(why), "mule %d lost its claim's reply", id);
+			dbfarm__new_epoch(why);
+		}
 		if (rc == DBQ_OK && n == 1) {
 			me.held = true;
+			me.epoch = epoch;
 			me.farm = f;
 			me.next_farm = f + 1;
 			publish(id);
@@ -564,15 +628,14 @@ static int finish_once(int id, enum dbfarm_outcome how, const char *error, const
 	return DBQ_EARG;
 }
 
-int dbfarm_mule_finish(int id, enum dbfarm_outcome how, const char *error, char *err,
-                       size_t errlen)
+int dbfarm_mule_finish(int id, enum dbfarm_outcome how, const char *error, char *err, size_t errlen)
 {
 	if (!me.held) {
 		snprintf(err, errlen, "no job is held");
 		return -1;
 	}
 	char handler[DBFARM_NAME_MAX];
-	dbfarm_handler_name(id, me.farm, handler, sizeof(handler));
+	dbfarm_handler_name(id, me.farm, me.epoch, handler, sizeof(handler));
 	int64_t deadline = dbfarm__now_ms() + (int64_t)dbfarm__cfg.lease_s * 1000;
 	int backoff = BACKOFF_MIN_MS, rc;
 	bool retried = false;
@@ -598,6 +661,14 @@ int dbfarm_mule_finish(int id, enum dbfarm_outcome how, const char *error, char 
 	me.held = false;
 	publish(id);
 	return result;
+}
+
+void dbfarm_mule_handler(int id, char *buf, size_t len)
+{
+	if (me.held)
+		dbfarm_handler_name(id, me.farm, me.epoch, buf, len);
+	else
+		snprintf(buf, len, "%s", "");
 }
 
 uint32_t dbfarm_mule_seq(int id)

@@ -20,6 +20,7 @@ struct dbfarm__slot {
 	volatile uint32_t wake; /* futex word: bumped to wake the mule */
 	volatile int state;     /* enum dbfarm_slot_state */
 	int farm;               /* database farm of the held job */
+	uint32_t epoch;         /* of the handler name it was claimed under */
 	int64_t job_id;
 	int attempt;
 	char uuid[DBQ_UUID_LEN];
@@ -29,6 +30,7 @@ struct dbfarm__slot {
 struct dbfarm__request {
 	bool release;
 	int mule, farm, attempt;
+	uint32_t epoch;
 	int64_t job_id;
 	char uuid[DBQ_UUID_LEN];
 	char reason[200];
@@ -48,10 +50,14 @@ struct dbfarm__figures {
 struct dbfarm__shm {
 	volatile uint32_t req_head, req_tail; /* tail: the master's, head: the keeper's */
 	struct dbfarm__request req[DBFARM_REQUESTS];
+	/* Handler names carry it once it is not 0 (PREFIX~E.farm.N): bumped
+	 * when a claim's outcome is unknown (its mule died or lost the reply),
+	 * so that the keeper stops renewing a job nobody knows it holds. */
+	volatile uint32_t epoch;
 	volatile int keeper_connected;
 	char keeper_error[256];
-	struct dbfarm__figures *fig;  /* [nfarms], in the same mapping */
-	struct dbfarm__slot *slots;   /* [nmules] */
+	struct dbfarm__figures *fig; /* [nfarms], in the same mapping */
+	struct dbfarm__slot *slots;  /* [nmules] */
 };
 
 struct dbfarm__farm {
@@ -73,6 +79,12 @@ struct dbfarm__config {
 };
 
 extern struct dbfarm__config dbfarm__cfg;
+
+/* The prefix of handler names of <epoch> ("PREFIX" or "PREFIX~E"). */
+void dbfarm__prefix(uint32_t epoch, char *buf, size_t len);
+
+/* A claim's outcome is unknown: new claims take new names. */
+void dbfarm__new_epoch(const char *why);
 
 /* Bumps the wake counter of local consumers of <farm> that wait: all of
  * them, or the first one. */

@@ -72,7 +72,7 @@ static void keeper_error(struct keeper *k, const char *what, int rc)
 	char text[sizeof(k->last_error)];
 	snprintf(text, sizeof(text), "%s: %s", what, msg && msg[0] ? msg : dbq_strerror(rc));
 	for (char *p = text; *p; p++)
-		if (*p == '\n')
+		if (*p == '\n' || *p == '\t')
 			*p = ' ';
 	if (strcmp(text, k->last_error) != 0)
 		log_info("database queue: %s", text);
@@ -119,8 +119,8 @@ static void keeper_connect(struct keeper *k, int64_t now)
 	if (rc != DBQ_OK) {
 		keeper_error(k, "connecting", rc == DBQ_EQUERY ? DBQ_ECONNECT : rc);
 		k->next_connect = now + k->backoff_ms;
-		k->backoff_ms = k->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS
-		                                                     : k->backoff_ms * 2;
+		k->backoff_ms =
+		        k->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : k->backoff_ms * 2;
 		return;
 	}
 	if (k->last_error[0] != '\0')
@@ -143,7 +143,7 @@ static void keeper_requests(struct keeper *k)
 		struct dbq_job job = {.id = r->job_id, .attempt = r->attempt};
 		memcpy(job.uuid, r->uuid, sizeof(job.uuid));
 		char handler[DBFARM_NAME_MAX];
-		dbfarm_handler_name(r->mule, (size_t)r->farm, handler, sizeof(handler));
+		dbfarm_handler_name(r->mule, (size_t)r->farm, r->epoch, handler, sizeof(handler));
 		int rc = r->release ? dbq_release(k->q, &job, handler)
 		                    : dbq_fail(k->q, &job, handler, r->reason);
 		if (dbfarm__transient(rc) && rc != DBQ_EQUERY) {
@@ -187,6 +187,39 @@ static void refresh_figures(struct keeper *k)
 	}
 }
 
+/* One statement for the current epoch, and one more per older epoch
+ * that a live mule still holds a job of (none, but after an unknown
+ * claim outcome). */
+static void renew(struct keeper *k)
+{
+	struct dbfarm__config *c = &dbfarm__cfg;
+	uint32_t current = __atomic_load_n(&c->shm->epoch, __ATOMIC_SEQ_CST);
+	uint32_t done[8];
+	size_t ndone = 0;
+	for (size_t i = 0; i <= c->nmules && k->up; i++) {
+		uint32_t e = current;
+		if (i < c->nmules) {
+			struct dbfarm__slot *s = &c->shm->slots[i];
+			if (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) != SLOT_HELD)
+				continue;
+			e = s->epoch;
+		}
+		bool seen = false;
+		for (size_t j = 0; j < ndone; j++)
+			seen = seen || done[j] == e;
+		if (seen)
+			continue;
+		if (ndone < sizeof(done) / sizeof(done[0]))
+			done[ndone++] = e;
+		char prefix[DBFARM_NAME_MAX];
+		size_t n;
+		dbfarm__prefix(e, prefix, sizeof(prefix));
+		int rc = dbq_renew(k->q, prefix, c->lease_s, &n);
+		if (rc != DBQ_OK)
+			keeper_error(k, "renewing leases", rc);
+	}
+}
+
 static void keeper_timers(struct keeper *k, int64_t now)
 {
 	struct dbfarm__config *c = &dbfarm__cfg;
@@ -195,15 +228,16 @@ static void keeper_timers(struct keeper *k, int64_t now)
 	int rc;
 	if (k->up && now >= k->next_renew) {
 		k->next_renew = now + period;
-		if (has_consumers() && (rc = dbq_renew(k->q, c->prefix, c->lease_s, &n)) != DBQ_OK)
-			keeper_error(k, "renewing leases", rc);
+		if (has_consumers())
+			renew(k);
 	}
 	if (k->up && now >= k->next_requeue) {
 		k->next_requeue = now + period;
 		if ((rc = dbq_requeue_expired(k->q, &n)) != DBQ_OK)
 			keeper_error(k, "re-queueing expired leases", rc);
 		else if (n > 0)
-			log_info("database queue: %zu jobs whose lease expired are queued again", n);
+			log_info("database queue: %zu jobs whose lease expired are queued again",
+			         n);
 	}
 	if (k->up && now >= k->next_stats) {
 		k->next_stats = now + STATS_EVERY_MS;
@@ -252,6 +286,14 @@ static void keeper_exit(struct keeper *k)
 
 static void keeper_wait(struct keeper *k, int64_t now)
 {
+	/* Notifications read while other statements ran are already here. */
+	if (k->listening && k->up) {
+		int rc = dbq_wait(k->q, 0);
+		if (rc == 1)
+			wake_all();
+		else if (rc < 0)
+			keeper_error(k, "listening", rc);
+	}
 	struct pollfd pfd[2] = {{.fd = ctl[0], .events = POLLIN},
 	                        {.fd = k->listening ? dbq_socket(k->q) : -1, .events = POLLIN}};
 	int64_t due = next_due(k) - now;
@@ -371,16 +413,17 @@ void dbfarm_mule_gone(int id, pid_t pid, int status, bool stopping)
 	struct dbfarm__slot *s = &c->shm->slots[id - 1];
 	int state = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
 	s->state = SLOT_BUSY;
-	if (state == SLOT_CLAIMING)
-		log_info("mule %d died while claiming a job: if the claim went through, that job "
-		         "waits for this instance to stop for its lease to run out",
-		         id);
+	if (state == SLOT_CLAIMING) {
+		char why[64];
+		snprintf(why, sizeof(why), "mule %d died while claiming a job", id);
+		dbfarm__new_epoch(why);
+	}
 	if (state != SLOT_HELD)
 		return;
 	struct dbfarm__shm *shm = c->shm;
 	if (shm->req_tail - __atomic_load_n(&shm->req_head, __ATOMIC_ACQUIRE) >= DBFARM_REQUESTS) {
-		log_info("database keeper is behind: job %s of mule %d waits for its lease", s->uuid,
-		         id);
+		log_info("database keeper is behind: job %s of mule %d waits for its lease",
+		         s->uuid, id);
 		return;
 	}
 	struct dbfarm__request *r = &shm->req[shm->req_tail % DBFARM_REQUESTS];
@@ -388,6 +431,7 @@ void dbfarm_mule_gone(int id, pid_t pid, int status, bool stopping)
 	                              .mule = id,
 	                              .farm = s->farm,
 	                              .attempt = s->attempt,
+	                              .epoch = s->epoch,
 	                              .job_id = s->job_id};
 	memcpy(r->uuid, s->uuid, sizeof(r->uuid));
 	if (WIFSIGNALED(status))

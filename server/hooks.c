@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,7 +18,8 @@
 #include "mulefarm/log.h"
 #include "mulefarm/master.h"
 
-#define SPIN_LIMIT_MS 30000
+#define SPIN_LIMIT_MS  30000
+#define DRAIN_LIMIT_MS 1000
 
 static int run_exec(const char *cmd)
 {
@@ -64,6 +66,16 @@ static int write_fifo(const char *arg, int spin_ms)
 	}
 	ssize_t n = write(fd, data, strlen(data));
 	int saved = errno;
+	/* Until the reader has taken the bytes (1 s at most): in the zerg
+	 * dance, "2q" must reach the running master before the next hook
+	 * makes this instance read that same FIFO. */
+	int queued = 1;
+	for (int waited = 0; n > 0 && waited < DRAIN_LIMIT_MS; waited += 2) {
+		if (ioctl(fd, FIONREAD, &queued) == -1 || queued == 0)
+			break;
+		struct timespec ts = {0, 2 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
 	close(fd);
 	if (n != (ssize_t)strlen(data)) {
 		log_err(saved, "hook: write to FIFO %s failed", path);

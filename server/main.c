@@ -1,5 +1,5 @@
 /*
- * main.c - the mulefarm binary: options in, master out.
+ * main.c - the mulefarm binary: options in, master out (main.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +11,18 @@
 
 #include "mulefarm/config_load.h"
 #include "mulefarm/daemon.h"
+#include "mulefarm/main.h"
 #include "mulefarm/master.h"
 #include "mulefarm/proctitle.h"
 #include "mulefarm/reload.h"
+#include "mulefarm/restart.h"
 #include "mulefarm/stats.h"
 #include "mulefarm/server.h"
+#include "mulefarm/zerg.h"
 
 #define MULEFARM_VERSION "0.1.0"
 
-int main(int argc, char **argv)
+int mulefarm_main(int argc, char **argv)
 {
 	static struct options opts;
 	static struct server srv;
@@ -59,6 +62,10 @@ int main(int argc, char **argv)
 		return daemon_signal_pidfile(opt_str(&opts, OPT_RELOAD), SIGHUP);
 	if (opt_given(&opts, OPT_TOP))
 		return stats_top(opt_str(&opts, OPT_TOP), 0);
+	if (opt_given(&opts, OPT_TRANSPARENT_RESTART))
+		return restart_command(opt_str(&opts, OPT_TRANSPARENT_RESTART));
+	if (opt_given(&opts, OPT_ZERGPOOL))
+		return zergpool_run(&opts);
 	if (config_settle(&srv.cfg, &opts, err, sizeof(err)) == -1) {
 		fprintf(stderr, "mulefarm: %s\n", err);
 		return 2;
@@ -72,3 +79,10 @@ int main(int argc, char **argv)
 	srv.version = MULEFARM_VERSION;
 	return master_run(&srv);
 }
+
+#ifndef MULEFARM_NO_MAIN
+int main(int argc, char **argv)
+{
+	return mulefarm_main(argc, argv);
+}
+#endif

@@ -51,6 +51,8 @@
 #include "mulefarm/python.h"
 #include "mulefarm/static.h"
 #include "mulefarm/wsgi.h"
+#include "mulefarm/restart.h"
+#include "mulefarm/zerg.h"
 
 #define RESPAWN_BASE_MS   1000  /* first delay for a child dying at start-up */
 #define RESPAWN_MAX_MS    30000 /* the delay doubles up to this */
@@ -59,6 +61,7 @@
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t sig_pending[NSIG];
+static volatile sig_atomic_t sig_sender[NSIG]; /* the pid that sent it (transparent restart) */
 static enum master_action sig_action[NSIG];
 
 enum master_state { RUNNING, STOPPING, DEGRADED };
@@ -73,6 +76,8 @@ struct master {
 	bool stop_now;
 	struct fifo fifo;
 	int stats_fd;
+	struct zerg_share share; /* what --zerg-server and a transparent restart hand over */
+	pid_t requester;         /* the command that asked for a transparent restart */
 	struct timespec *touch_mtime; /* per --touch-reload */
 	pid_t *pids;                  /* of t, for routing uWSGI signals */
 	const char *version;
@@ -96,9 +101,10 @@ enum master_action master_action_named(const char *name)
 	return MA_NONE;
 }
 
-static void on_signal(int sig)
+static void on_signal(int sig, siginfo_t *si, void *uc)
 {
 	int saved = errno;
+	sig_sender[sig] = si != NULL ? si->si_pid : 0;
 	sig_pending[sig] = 1;
 	if (write(sig_pipe[1], "", 1) == -1) {
 		/* the pipe is full: a wake-up is already pending */
@@ -108,7 +114,7 @@ static void on_signal(int sig)
 
 static int catch_signal(int sig)
 {
-	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_RESTART | SA_SIGINFO};
 	sigemptyset(&sa.sa_mask);
 	return sigaction(sig, &sa, NULL);
 }
@@ -144,7 +150,8 @@ static int setup_signals(void)
 	sig_action[SIGINT] = MA_STOP_NOW;
 	sig_action[SIGQUIT] = MA_STOP_NOW;
 	sig_action[SIGUSR1] = MA_LOG_STATS; /* as uWSGI: print the stats */
-	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD};
+	sig_action[SIGUSR2] = MA_TRANSPARENT_RESTART; /* mulefarm --transparent-restart */
+	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD};
 	sigset_t caught;
 	sigemptyset(&caught);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -179,6 +186,8 @@ static int listener_take(struct listener *l, struct handoff *h, const char *addr
 {
 	int fds[256];
 	int n = handoff_listener(h, addr, fds, 256);
+	if (n <= 0)
+		n = zerg_listener(addr, fds, 256);
 	if (n > 0 && n <= 256)
 		return listener_adopt(l, addr, fds, n);
 	return listener_open(l, addr, backlog, mode, owner);
@@ -194,8 +203,8 @@ static int open_listeners(struct server *srv, struct handoff *h)
 	size_t n = 0;
 	for (size_t i = 0; i < o->n; i++)
 		n += is_socket_option(o->entries[i].id);
-	bool fallback = n == 0; /* the default: HTTP on 127.0.0.1:8080 */
-	n += fallback;
+	bool fallback = n == 0 && !zerg_attached(); /* the default: HTTP on 127.0.0.1:8080 */
+	n += fallback + zerg_unclaimed();
 	if (set_umask(opt_str(o, OPT_UMASK)) == -1)
 		return -1;
 	srv->ls.l = calloc(n, sizeof(struct listener));
@@ -224,6 +233,8 @@ static int open_listeners(struct server *srv, struct handoff *h)
 		srv->ls.n++;
 		log_info("no socket given: http-socket listening on %s (fd %d)", l->name, l->fd);
 	}
+	while (zerg_take_unclaimed(&srv->ls.l[srv->ls.n]) == 0)
+		srv->ls.n++;
 	return 0;
 }
 
@@ -343,7 +354,7 @@ static void reap(struct master *m)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (dbfarm_reaped(pid, status))
+		if (dbfarm_reaped(pid, status) || zerg_reaped(pid, status))
 			continue;
 		struct proc *p = proc_find(&m->t, pid);
 		if (p != NULL) {
@@ -388,7 +399,7 @@ static void spawn_due(struct master *m)
 		struct proc *p = &m->t.p[i];
 		if (p->pid != 0 || p->respawn_ms > now)
 			continue;
-		if (p->role == ROLE_MULE && old_mule_alive(m, p->id))
+		if (p->role == ROLE_MULE && (old_mule_alive(m, p->id) || zerg_mules_held()))
 			continue;
 		if (proc_spawn(m->srv, p) == -1)
 			schedule_respawn(m, p);
@@ -472,7 +483,9 @@ static void begin_stop(struct master *m, bool now)
 		         opt_int(m->srv->cfg.opts, OPT_MULE_RELOAD_MERCY));
 	m->state = STOPPING;
 	m->stop_now = now;
-	sdnotify_stopping();
+	restart_abort();
+	if (!restart_handed_over()) /* else the new master is the service now */
+		sdnotify_stopping();
 	for (size_t i = 0; i < m->t.n + m->nold; i++) {
 		struct proc *p = i < m->t.n ? &m->t.p[i] : &m->old[i - m->t.n];
 		p->kill_at_ms = 0;
@@ -484,6 +497,10 @@ static void reexec(struct master *m, bool brutal)
 {
 	if (m->state == STOPPING)
 		return;
+	if (restart_busy()) {
+		log_info("reload refused: a transparent restart is under way");
+		return;
+	}
 	log_info("%s reload: re-executing the master", brutal ? "brutal" : "graceful");
 	size_t n = alive(m);
 	struct handoff_child *c = calloc(n + 1, sizeof(*c));
@@ -563,6 +580,14 @@ static void act(struct master *m, enum master_action a)
 	case MA_LOG_STATS:
 		log_stats(m);
 		break;
+	case MA_TRANSPARENT_RESTART:
+		if (m->state == RUNNING)
+			restart_begin(&m->share, m->requester,
+			              (int)opt_int(m->srv->cfg.opts, OPT_TRANSPARENT_RESTART_TIMEOUT));
+		else
+			log_info("transparent restart refused: this master is not running normally");
+		m->requester = 0;
+		break;
 	case MA_NONE:
 		break;
 	}
@@ -577,6 +602,8 @@ static void fifo_commands(struct master *m)
 			char c = buf[i];
 			if (c >= '0' && c <= '9')
 				fifo_switch(&m->fifo, c - '0');
+			else if (c == 'T')
+				act(m, MA_TRANSPARENT_RESTART);
 			else if (strchr("qQrRws", c) != NULL)
 				act(m, c == 'q'   ? MA_GRACEFUL_STOP
 				       : c == 'Q' ? MA_STOP_NOW
@@ -652,6 +679,7 @@ static void handle_signals(struct master *m)
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig_pending[sig]) {
 			sig_pending[sig] = 0;
+			m->requester = sig_sender[sig];
 			if (sig != SIGCHLD)
 				act(m, sig_action[sig]);
 		}
@@ -664,17 +692,36 @@ static const pid_t *live_pids(struct master *m)
 	return m->pids;
 }
 
+static int write_pidfiles(const struct options *o);
+
+/* Started by a transparent restart, and every worker accepts: this master
+ * becomes the server (pidfile, FIFO, READY=1); the previous one stops. */
+static void take_over(struct master *m)
+{
+	const struct options *o = m->srv->cfg.opts;
+	if (write_pidfiles(o) == -1 || fifo_open(&m->fifo, o) == -1)
+		log_info("taking over without a pidfile or master FIFO (see above)");
+	restart_took_over(); /* after the pidfile: the command reads it next */
+	sdnotify_ready(dbfarm_status_text());
+}
+
 static int supervise(struct master *m)
 {
 	for (;;) {
-		struct pollfd pfd[4] = {{.fd = sig_pipe[0], .events = POLLIN},
-		                        {.fd = m->fifo.fd, .events = POLLIN},
-		                        {.fd = m->stats_fd, .events = POLLIN},
-		                        {.fd = usignal_master_fd(), .events = POLLIN}};
+		struct pollfd pfd[4 + ZERG_POLLFDS] = {{.fd = sig_pipe[0], .events = POLLIN},
+		                                       {.fd = m->fifo.fd, .events = POLLIN},
+		                                       {.fd = m->stats_fd, .events = POLLIN},
+		                                       {.fd = usignal_master_fd(), .events = POLLIN}};
 		int timeout = sdnotify_tick(loop_timeout(m), dbfarm_status_text());
 		int timer = usignal_timers(live_pids(m), mono_ms());
-		poll(pfd, 4, timer >= 0 && (timeout < 0 || timer < timeout) ? timer : timeout);
+		timeout = timer >= 0 && (timeout < 0 || timer < timeout) ? timer : timeout;
+		size_t nz = zerg_poll_prepare(pfd + 4, &timeout);
+		poll(pfd, 4 + nz, timeout);
 		handle_signals(m);
+		if (zerg_poll_done(pfd + 4, nz) == ZERG_HANDED_OVER) {
+			fifo_close(&m->fifo); /* commands go to the new master now */
+			begin_stop(m, false);
+		}
 		if (pfd[3].revents & POLLIN)
 			usignal_master_read(live_pids(m));
 		if (pfd[1].revents & POLLIN)
@@ -690,6 +737,8 @@ static int supervise(struct master *m)
 		} else if (m->state == RUNNING) {
 			spawn_due(m);
 			retire_old(m);
+			if (restart_pending() && workers_accepting(m))
+				take_over(m);
 			harakiri_check(m);
 			if (opt_given(m->srv->cfg.opts, OPT_TOUCH_RELOAD) && touched(m))
 				act(m, MA_GRACEFUL_RELOAD);
@@ -764,7 +813,7 @@ static int open_control(struct master *m, const struct handoff *h)
 		proc_close_in_children(m->stats_fd);
 	if (stats != NULL)
 		log_info("stats server on %s", stats);
-	return fifo_open(&m->fifo, o);
+	return restart_pending() ? 0 : fifo_open(&m->fifo, o); /* take_over() opens it */
 }
 
 static int write_pidfiles(const struct options *o)
@@ -774,13 +823,15 @@ static int write_pidfiles(const struct options *o)
 	                                                                                        : 0;
 }
 
+/* Only if they still name this master: a transparent restart's new one
+ * (or another zerg instance) may have written them since. */
 static void remove_pidfiles(const struct options *o)
 {
 	const char *p1 = opt_str(o, OPT_PIDFILE), *p2 = opt_str(o, OPT_PIDFILE2);
 	if (p1)
-		unlink(p1);
+		daemon_remove_pidfile(p1);
 	if (p2)
-		unlink(p2);
+		daemon_remove_pidfile(p2);
 }
 
 /* --daemonize2 and --logto2 come once the app has loaded. */
@@ -858,11 +909,25 @@ int master_run(struct server *srv)
 	log_set_identity("master", 0);
 	if (opt_given(o, OPT_LOG_DATE))
 		log_set_date_format(opt_str(o, OPT_LOG_DATE));
-	if (handoff_read(&h) == -1)
+	if (handoff_read(&h) == -1 || zerg_attach(o, h.present) == -1)
 		return 1;
-	if (!h.present) {
+	if (h.farmq_fd < 0)
+		h.farmq_fd = zerg_farmq_fd();
+	if (h.stats_fd < 0)
+		h.stats_fd = zerg_stats_fd(opt_str(o, OPT_STATS));
+	/* a reload or a transparent restart: detached and logging already */
+	bool fresh = !h.present && !restart_pending();
+	if (fresh) {
 		const char *d = opt_str(o, OPT_DAEMONIZE), *l = opt_str(o, OPT_LOGTO);
-		if ((d && daemon_detach(d) == -1) || (l && daemon_logto(l) == -1))
+		bool py = d && Py_IsInitialized(); /* the wheel: the interpreter runs already */
+		if (py)
+			PyOS_BeforeFork();
+		int rc = d ? daemon_detach(d) : 0;
+		if (py && rc == 0)
+			PyOS_AfterFork_Child(); /* the child goes on as the master */
+		else if (py)
+			PyOS_AfterFork_Parent();
+		if (rc == -1 || (l && daemon_logto(l) == -1))
 			return 1;
 	}
 	srv->master_pid = getpid();
@@ -873,8 +938,13 @@ int master_run(struct server *srv)
 	adopt_children(&m, &h);
 	/* --daemonize2 writes them once detached: until then this pid is the
 	 * one about to exit, and the command returns as it exits */
-	bool pid_later = !h.present && opt_str(o, OPT_DAEMONIZE2) != NULL;
-	if ((!pid_later && write_pidfiles(o) == -1) || open_control(&m, &h) == -1)
+	bool pid_later = restart_pending() || (fresh && opt_str(o, OPT_DAEMONIZE2) != NULL);
+	m.share = (struct zerg_share){.ls = &srv->ls,
+	                              .farmq_fd = farms->q ? farmq_fd(farms->q) : -1,
+	                              .stats_fd = &m.stats_fd,
+	                              .has_mules = farms->nmules > 0};
+	if ((!pid_later && write_pidfiles(o) == -1) || open_control(&m, &h) == -1 ||
+	    zerg_server_open(o, &m.share) == -1)
 		return 1;
 	int rc = load(srv);
 	if (rc == -1 && m.nold == 0) {
@@ -892,12 +962,14 @@ int master_run(struct server *srv)
 		setup_signals(); /* the app may have set handlers of its own at import */
 		hooks_run(o, OPT_HOOK_POST_APP);
 		python_freeze();
-		if (!h.present && after_load_detach(srv) == -1)
+		if (fresh && after_load_detach(srv) == -1)
 			return 1;
+		restart_loaded();
 		dbfarm_keeper_start();
 		spawn_due(&m);
 		hooks_run(o, OPT_HOOK_MASTER_START);
-		sdnotify_ready(dbfarm_status_text());
+		if (!restart_pending()) /* else once it takes over */
+			sdnotify_ready(dbfarm_status_text());
 	}
 	rc = supervise(&m);
 	dbfarm_shutdown(5000);

@@ -19,8 +19,8 @@ static int cur_id;
 
 void proctitle_init(int argc, char **argv)
 {
-	if (argc < 1 || argv[0] == NULL)
-		return;
+	if (area != NULL || argc < 1 || argv[0] == NULL)
+		return; /* claimed already (the wheel claims the interpreter's argv) */
 	char *end = argv[0] + strlen(argv[0]) + 1;
 	for (int i = 1; i < argc; i++)
 		if (argv[i] == end)

@@ -65,17 +65,20 @@ static int enqueue(struct dbq_new_job *jobs, size_t n, int wait_ms, char *err)
  * could not be reached in time, RuntimeError when it refused. */
 static PyObject *enqueue_error(const char *farm, int rc, const char *err, int wait_ms)
 {
+	char msg[ERR_MAX + 256];
 	if (transient(rc))
-		return PyErr_Format(queue_unavailable,
-		                    "database farm %s: the job was NOT queued: the database failed "
-		                    "for %.1f s (--dbqueue-timeout): %s",
-		                    farm, wait_of(wait_ms) / 1000.0, err);
-	return PyErr_Format(PyExc_RuntimeError, "database farm %s: the job was NOT queued: %s",
-	                    farm, err);
+		snprintf(msg, sizeof(msg),
+		         "database farm %s: the job was NOT queued: the database failed for %.1f s "
+		         "(--dbqueue-timeout): %s",
+		         farm, wait_of(wait_ms) / 1000.0, err);
+	else
+		snprintf(msg, sizeof(msg), "database farm %s: the job was NOT queued: %s", farm,
+		         err);
+	PyErr_SetString(transient(rc) ? queue_unavailable : PyExc_RuntimeError, msg);
+	return NULL;
 }
 
-PyObject *pydbfarm_send(const char *farm, const char *msg, Py_ssize_t len, int wait_ms,
-                        bool raise)
+PyObject *pydbfarm_send(const char *farm, const char *msg, Py_ssize_t len, int wait_ms, bool raise)
 {
 	if (!check_size(len))
 		return NULL;
@@ -123,8 +126,8 @@ static int run_at_of(PyObject *o, int64_t *ms)
 
 static PyObject *py_enqueue(PyObject *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"farm",         "payload", "priority", "run_at", "unique_key",
-	                         "max_attempts", "uuid",    NULL};
+	static char *kwlist[] = {"farm",       "payload",      "priority", "run_at",
+	                         "unique_key", "max_attempts", "uuid",     NULL};
 	const char *farm, *unique = NULL, *uuid = NULL, *p;
 	PyObject *payload, *run_at = NULL;
 	int priority = 0, max_attempts = 0;
@@ -132,15 +135,17 @@ static PyObject *py_enqueue(PyObject *self, PyObject *args, PyObject *kw)
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|$iOziz:enqueue", kwlist, &farm, &payload,
 	                                 &priority, &run_at, &unique, &max_attempts, &uuid))
 		return NULL;
-	struct dbq_new_job job = {
-	        .farm = farm, .priority = priority, .max_attempts = max_attempts, .unique_key = unique};
+	struct dbq_new_job job = {.farm = farm,
+	                          .priority = priority,
+	                          .max_attempts = max_attempts,
+	                          .unique_key = unique};
 	if (!check_farm(farm) || payload_of(payload, &p, &len) == -1 || !check_size(len) ||
 	    run_at_of(run_at, &job.run_at_ms) == -1)
 		return NULL;
 	if (uuid != NULL) {
 		if (strlen(uuid) != DBQ_UUID_LEN - 1)
-			return PyErr_Format(PyExc_ValueError, "uuid '%s': want the 36-character form",
-			                    uuid);
+			return PyErr_Format(PyExc_ValueError,
+			                    "uuid '%s': want the 36-character form", uuid);
 		memcpy(job.uuid, uuid, DBQ_UUID_LEN);
 	}
 	job.payload = p;
@@ -161,8 +166,8 @@ static PyObject *py_enqueue_many(PyObject *self, PyObject *args, PyObject *kw)
 	PyObject *payloads, *run_at = NULL, *seq = NULL, *out = NULL;
 	int priority = 0, max_attempts = 0;
 	int64_t at = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|$iOi:enqueue_many", kwlist, &farm,
-	                                 &payloads, &priority, &run_at, &max_attempts))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|$iOi:enqueue_many", kwlist, &farm, &payloads,
+	                                 &priority, &run_at, &max_attempts))
 		return NULL;
 	if (!check_farm(farm) || run_at_of(run_at, &at) == -1)
 		return NULL;
@@ -178,7 +183,8 @@ static PyObject *py_enqueue_many(PyObject *self, PyObject *args, PyObject *kw)
 	for (Py_ssize_t i = 0; i < n; i++) {
 		const char *p;
 		Py_ssize_t len;
-		if (payload_of(PySequence_Fast_GET_ITEM(seq, i), &p, &len) == -1 || !check_size(len))
+		if (payload_of(PySequence_Fast_GET_ITEM(seq, i), &p, &len) == -1 ||
+		    !check_size(len))
 			goto out;
 		jobs[i] = (struct dbq_new_job){.farm = farm,
 		                               .payload = p,
@@ -198,7 +204,7 @@ static PyObject *py_enqueue_many(PyObject *self, PyObject *args, PyObject *kw)
 	out = PyList_New(n);
 	for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
 		PyObject *u = jobs[i].uuid[0] ? PyUnicode_FromString(jobs[i].uuid)
-		                               : Py_NewRef(Py_None); /* unique key taken */
+		                              : Py_NewRef(Py_None); /* unique key taken */
 		if (u == NULL)
 			Py_CLEAR(out);
 		else
@@ -342,6 +348,7 @@ PyObject *pydbfarm_get(int id, bool any_mule, int timeout_ms)
 {
 	size_t qs[MAX_WAIT_QUEUES];
 	size_t nq = local_queues(id, any_mule, qs);
+	mule_set_waiting(false); /* a message consumer: a stop request waits for its next ask */
 	settle_py(id, DBF_DONE, NULL); /* asking for the next one settles this one */
 	int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
 	bool look = true; /* claim: first, then whenever woken */
@@ -395,10 +402,10 @@ static PyObject *py_current_job(PyObject *self, PyObject *unused)
 	if (job == NULL)
 		Py_RETURN_NONE;
 	char handler[DBFARM_NAME_MAX];
-	dbfarm_handler_name(mule_id(), farm, handler, sizeof(handler));
-	return Py_BuildValue("{ss,ss,ss,si,si,si,sL}", "uuid", job->uuid, "farm",
-	                     dbfarm_name(farm), "handler", handler, "attempt", job->attempt,
-	                     "max_attempts", job->max_attempts, "priority", job->priority, "id",
+	dbfarm_mule_handler(mule_id(), handler, sizeof(handler));
+	return Py_BuildValue("{ss,ss,ss,si,si,si,sL}", "uuid", job->uuid, "farm", dbfarm_name(farm),
+	                     "handler", handler, "attempt", job->attempt, "max_attempts",
+	                     job->max_attempts, "priority", job->priority, "id",
 	                     (long long)job->id);
 }
 
@@ -434,8 +441,7 @@ static PyMethodDef methods[] = {
          "enqueue(farm, payload, *, priority=0, run_at=None, unique_key=None, max_attempts=0, "
          "uuid=None): insert a job in database farm <farm> (committed on return); returns its "
          "uuid, or None when a job with <unique_key> is already queued or running"},
-        {"enqueue_many", (PyCFunction)(void (*)(void))py_enqueue_many,
-         METH_VARARGS | METH_KEYWORDS,
+        {"enqueue_many", (PyCFunction)(void (*)(void))py_enqueue_many, METH_VARARGS | METH_KEYWORDS,
          "enqueue_many(farm, payloads, *, priority=0, run_at=None, max_attempts=0): insert "
          "the jobs in one transaction; returns their uuids (None for a job whose unique key "
          "was taken)"},
@@ -461,12 +467,12 @@ int pydbfarm_add(PyObject *m)
 			return -1;
 		queue_unavailable = PyErr_NewExceptionWithDoc(
 		        "mulefarm.QueueUnavailable",
-		        "the database of a database farm stayed unreachable (--dbqueue-timeout)", full,
-		        NULL);
+		        "the database of a database farm stayed unreachable (--dbqueue-timeout)",
+		        full, NULL);
 		Py_DECREF(full);
 	}
 	if (queue_unavailable == NULL || PyModule_AddFunctions(m, methods) == -1)
 		return -1;
 	return PyModule_AddObject(m, "QueueUnavailable", Py_NewRef(queue_unavailable)) == -1 ? -1
-	                                                                                      : 0;
+	                                                                                     : 0;
 }

@@ -130,8 +130,8 @@ static struct PyModuleDef mulefarm_def = {
 static PyObject *create(struct PyModuleDef *def)
 {
 	PyObject *m = PyModule_Create(def);
-	if (m != NULL && (pyfarm_add(m) == -1 || pydbfarm_add(m) == -1 ||
-	                  usignal_add_functions(m) == -1))
+	if (m != NULL &&
+	    (pyfarm_add(m) == -1 || pydbfarm_add(m) == -1 || usignal_add_functions(m) == -1))
 		Py_CLEAR(m);
 	return m;
 }

@@ -152,13 +152,61 @@ static int start_interpreter(const struct server *srv)
 	return 0;
 }
 
+/* `import mulefarm` is the server's API in both builds. Embedded, it is the
+ * built-in module. In the wheel, sys.modules["mulefarm"] is the package the
+ * console script runs from; the API's names are copied into it, so the app
+ * sees the same functions (and the package keeps its submodules). */
+static int export_api(PyObject *modules)
+{
+	PyObject *api = pymodule_init_mulefarm();
+	PyObject *pkg = PyDict_GetItemString(modules, "mulefarm"); /* borrowed */
+	int rc = api ? 0 : -1;
+	if (rc == 0 && pkg == NULL)
+		rc = PyDict_SetItemString(modules, "mulefarm", api);
+	PyObject *key, *value;
+	Py_ssize_t pos = 0;
+	while (rc == 0 && pkg != NULL && PyDict_Next(PyModule_GetDict(api), &pos, &key, &value)) {
+		const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+		if (name != NULL && strncmp(name, "__", 2) != 0) /* not __name__, __doc__ ... */
+			rc = PyObject_SetAttr(pkg, key, value);
+	}
+	Py_XDECREF(api);
+	return rc;
+}
+
+/* The wheel: the interpreter that imported mulefarm._server runs already
+ * (the extension reset its signal handlers). What the embedded start gives
+ * the app is set up here: sys.argv, an empty __main__, the `uwsgi` and
+ * `mulefarm` modules. Returns 0, or -1 with a Python exception set. */
+static int adopt_interpreter(const struct server *srv)
+{
+	PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+	PyObject *argv = Py_BuildValue("[N]", PyUnicode_DecodeFSDefault(srv->argv[0]));
+	int rc = argv ? PySys_SetObject("argv", argv) : -1;
+	Py_XDECREF(argv);
+	PyObject *main_mod = rc == 0 ? PyModule_New("__main__") : NULL;
+	rc = main_mod && PyModule_AddObjectRef(main_mod, "__builtins__", PyEval_GetBuiltins()) == 0
+	             ? PyDict_SetItemString(modules, "__main__", main_mod)
+	             : -1;
+	Py_XDECREF(main_mod);
+	PyObject *uwsgi = rc == 0 ? pymodule_init() : NULL;
+	rc = uwsgi ? PyDict_SetItemString(modules, "uwsgi", uwsgi) : -1;
+	Py_XDECREF(uwsgi);
+	return rc == 0 ? export_api(modules) : -1;
+}
+
 int python_init(const struct server *srv)
 {
-	if (start_interpreter(srv) == -1)
+	PyObject *empty = NULL;
+	if (Py_IsInitialized()) {
+		if (adopt_interpreter(srv) == -1)
+			goto fail;
+	} else if (start_interpreter(srv) == -1) {
 		return -1;
+	}
 	/* As `python -c`: the working directory is importable. */
 	PyObject *path = PySys_GetObject("path");
-	PyObject *empty = PyUnicode_FromString("");
+	empty = PyUnicode_FromString("");
 	if (path == NULL || empty == NULL || PyList_Insert(path, 0, empty) == -1)
 		goto fail;
 	Py_CLEAR(empty);

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,26 +24,44 @@
 #include "mulefarm/reload.h"
 
 #define HANDOFF_VAR "MULEFARM_HANDOFF"
+#define SPAWN_FD_MIN 16 /* fds are moved here first, clear of the targets */
+
+extern char **environ;
 
 static char exe_path[PATH_MAX];
 static char start_dir[PATH_MAX];
 static char **saved_argv;
 
+static char **copy_argv(int argc, char **argv)
+{
+	char **copy = calloc((size_t)argc + 1, sizeof(char *));
+	for (int i = 0; copy != NULL && i < argc; i++)
+		if ((copy[i] = strdup(argv[i])) == NULL)
+			return NULL;
+	return copy;
+}
+
+int reload_set_command(const char *exe, int argc, char **argv)
+{
+	if (strlen(exe) >= sizeof(exe_path))
+		return -1;
+	strcpy(exe_path, exe);
+	saved_argv = copy_argv(argc, argv);
+	return saved_argv == NULL ? -1 : 0;
+}
+
 int reload_prepare(int argc, char **argv)
 {
+	if (getcwd(start_dir, sizeof(start_dir)) == NULL)
+		start_dir[0] = '\0';
+	if (saved_argv != NULL)
+		return 0; /* reload_set_command() said what to run */
 	ssize_t n = readlink("/proc/self/exe", exe_path, sizeof(exe_path) - 1);
 	if (n <= 0)
 		return -1;
 	exe_path[n] = '\0';
-	if (getcwd(start_dir, sizeof(start_dir)) == NULL)
-		start_dir[0] = '\0';
-	saved_argv = calloc((size_t)argc + 1, sizeof(char *));
-	if (saved_argv == NULL)
-		return -1;
-	for (int i = 0; i < argc; i++)
-		if ((saved_argv[i] = strdup(argv[i])) == NULL)
-			return -1;
-	return 0;
+	saved_argv = copy_argv(argc, argv);
+	return saved_argv == NULL ? -1 : 0;
 }
 
 static int keep_on_exec(int fd)
@@ -200,4 +220,71 @@ void handoff_close_unused(struct handoff *h)
 		         (int)(tab - line - 1), line + 1);
 		line[0] = 'l';
 	}
+}
+
+/* environ without our own hand-over variables, plus <env>. */
+static char **spawn_env(const char *env)
+{
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **e = calloc(n + 2, sizeof(char *));
+	if (e == NULL)
+		return NULL;
+	size_t k = 0;
+	const char *name_end = strchr(env, '=');
+	size_t name_len = name_end ? (size_t)(name_end - env) + 1 : strlen(env);
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], HANDOFF_VAR "=", strlen(HANDOFF_VAR) + 1) != 0 &&
+		    strncmp(environ[i], env, name_len) != 0)
+			e[k++] = environ[i];
+	e[k] = (char *)env;
+	return e;
+}
+
+pid_t reload_spawn(const int (*map)[2], size_t n, const char *env)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int high[8] = {-1, -1, -1, -1, -1, -1, -1, -1}, top = 2;
+	pid_t pid = -1;
+	char **envp = spawn_env(env);
+	if (envp == NULL || n > 8)
+		goto out_env;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	/* Each source goes out of the way first, then to its target: a source
+	 * that is itself a target (stderr) is read before it is replaced. */
+	for (size_t i = 0; i < n; i++) {
+		high[i] = fcntl(map[i][0], F_DUPFD_CLOEXEC, SPAWN_FD_MIN);
+		if (high[i] == -1)
+			goto out;
+		posix_spawn_file_actions_adddup2(&fa, high[i], map[i][1]);
+		top = map[i][1] > top ? map[i][1] : top;
+	}
+	posix_spawn_file_actions_addclosefrom_np(&fa, top + 1);
+	if (start_dir[0] != '\0')
+		posix_spawn_file_actions_addchdir_np(&fa, start_dir);
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	fflush(stdout);
+	fflush(stderr);
+	int rc = posix_spawn(&pid, exe_path, &fa, &attr, saved_argv, envp);
+	if (rc != 0) {
+		log_err(rc, "posix_spawn(%s) failed", exe_path);
+		pid = -1;
+	}
+out:
+	for (size_t i = 0; i < n && i < 8; i++)
+		if (high[i] != -1)
+			close(high[i]);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+out_env:
+	free(envp);
+	return pid;
 }

@@ -18,7 +18,7 @@
 #define STATUS_EVERY_MS 5000
 
 static struct sockaddr_un addr;
-static socklen_t addr_len; /* 0: no $NOTIFY_SOCKET */
+static socklen_t addr_len;  /* 0: no $NOTIFY_SOCKET */
 static int64_t watchdog_ms; /* half of $WATCHDOG_USEC; 0: no watchdog */
 static int64_t last_ping_ms;
 static char last_status[STATUS_MAX];

@@ -6,6 +6,15 @@
 #ifndef MULEFARM_DAEMON_H
 #define MULEFARM_DAEMON_H
 
+#include <sys/types.h>
+
+/* The pid in <pidfile>, or -1 after printing why (no file, no pid). */
+pid_t daemon_read_pidfile(const char *pidfile);
+
+/* Removes <path> if it holds this process's pid: a pidfile another master
+ * wrote since (a transparent restart, the zerg dance) stays. */
+void daemon_remove_pidfile(const char *path);
+
 /* Sends <sig> to the pid in <pidfile>. Returns the exit status for main:
  * 0, or 1 after printing why (no file, no pid, no such process). */
 int daemon_signal_pidfile(const char *pidfile, int sig);

@@ -10,8 +10,13 @@
  * has no consumer on this host.
  *
  * Handler names: "<prefix>.<farm>.<mule id>", prefix = --handler-name or
- * the host name. Every instance (mulefarm or mulefarm-handler) sharing a
- * database needs its own prefix: leases are renewed by prefix.
+ * the host name ('.', '~' and '/' become '-'). Every instance (mulefarm or
+ * mulefarm-handler) sharing a database needs its own prefix: leases are
+ * renewed by prefix. After a claim whose outcome is unknown (its mule was
+ * killed during it, or the reply was lost), new claims use the prefix
+ * "<prefix>~E" (E counts such events): the keeper renews only the prefixes
+ * of the current epoch and of the jobs mules hold, so a job claimed
+ * without anyone knowing is left to its lease.
  *
  * Processes:
  *   - the keeper: a C-only child of the master (never runs Python), the
@@ -80,8 +85,12 @@ size_t dbfarm_max_msg(void);
 /* Whether mule <id> consumes from at least one database farm. */
 bool dbfarm_mule_consumes(int id);
 
-/* Writes the handler name of mule <id> for <farm> to <buf>. */
-void dbfarm_handler_name(int id, size_t farm, char *buf, size_t len);
+/* Writes the handler name mule <id> claims jobs of <farm> under, in
+ * <epoch>, to <buf>. */
+void dbfarm_handler_name(int id, size_t farm, uint32_t epoch, char *buf, size_t len);
+
+/* The handler name of the job this mule holds ("" if none). */
+void dbfarm_mule_handler(int id, char *buf, size_t len);
 
 /* --- enqueue: any process, any thread, without the GIL ---------------- */
 

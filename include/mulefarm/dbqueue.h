@@ -16,6 +16,19 @@
  * succeeds; whether the interrupted statement committed is unknown, which
  * is why enqueue is idempotent by uuid: retry it with the same uuid.
  *
+ * Durability: an enqueue is committed and flushed when it returns. The
+ * consumer side (claim, complete, fail, release, renew, requeue_expired)
+ * commits asynchronously, so it adds no WAL flush per job: after a
+ * PostgreSQL crash the last ~0.6 s of those may be forgotten, and such
+ * jobs run again (at-least-once; the stale handler is still fenced off).
+ * Inside a transaction the caller opened on the handle, the caller's
+ * synchronous_commit stands. A handle plans its statements once (it sets
+ * plan_cache_mode = force_generic_plan on its session), and every
+ * dbq_complete VACUUMs the hot table once the handle finished a few
+ * thousand jobs (outside a caller's transaction; SKIP_LOCKED, one host at
+ * a time): autovacuum's one pass a minute lets the claim index fill with
+ * dead entries at thousands of jobs per second.
+ *
  * A farm name has 1 to 54 bytes (its NOTIFY channel, "mulefarm:<farm>",
  * must fit PostgreSQL's 63-byte identifiers).
  *

@@ -13,7 +13,8 @@
  *   print:TEXT         log TEXT
  *   unix_signal:N FN   (master) make signal N do FN: gracefully_kill_them_all,
  *                      kill_them_all, grace_them_all or reap_them_all
- *   writefifo:PATH D   write D to the FIFO at PATH if a reader is there
+ *   writefifo:PATH D   write D to the FIFO at PATH if a reader is there, and
+ *                      wait (1 s at most) until it has read them
  *   spinningfifo:PATH D  the same, retrying until a reader appears (30 s)
  *   callpy:[MOD.]FUNC  call a Python function (in __main__ without MOD)
  * A failing action is logged; it never stops the server.

@@ -17,6 +17,7 @@ enum master_action {
 	MA_BRUTAL_RELOAD,   /* reap_them_all: stop children at once, re-exec */
 	MA_RELOAD_WORKERS,  /* re-fork the workers from the master (no re-import) */
 	MA_LOG_STATS,
+	MA_TRANSPARENT_RESTART, /* start a new instance that takes over (restart.h) */
 };
 
 /* The action named <name> (uWSGI's function names), or MA_NONE. */

@@ -104,6 +104,24 @@
 	  "reload gracefully when FILE's modification time changes")                               \
 	X(MASTER_FIFO, "master-fifo", OPT_STR, true, NULL,                                         \
 	  "read one-letter commands from this FIFO (repeat for slots 0-9)")                        \
+	X(ZERG_SERVER, "zerg-server", OPT_STR, false, NULL,                                        \
+	  "hand the listening sockets to zerg instances that connect to this unix socket "         \
+	  "(created 0600, see --chmod-zerg)")                                                      \
+	X(CHMOD_ZERG, "chmod-zerg", OPT_STR, false, "600",                                         \
+	  "mode of the --zerg-server and --zergpool unix sockets (octal) (mulefarm)")              \
+	X(ZERG, "zerg", OPT_STR, true, NULL,                                                       \
+	  "attach to the sockets of the zerg server at PATH instead of binding")                   \
+	X(ZERG_FALLBACK, "zerg-fallback", OPT_FLAG, false, NULL,                                   \
+	  "bind the sockets as usual when the zerg server cannot be reached")                      \
+	X(ZERGPOOL, "zergpool", OPT_STR, true, NULL,                                               \
+	  "run only a zerg pool: PATH:addr1,addr2 binds the addresses and hands them to zerg "     \
+	  "instances connecting to PATH (no app)")                                                 \
+	X(TRANSPARENT_RESTART, "transparent-restart", OPT_STR, false, NULL,                        \
+	  "ask the master in PIDFILE to start a new instance that takes over through zerg mode, "  \
+	  "then exit 0 once it accepts (mulefarm)")                                                \
+	X(TRANSPARENT_RESTART_TIMEOUT, "transparent-restart-timeout", OPT_INT, false, "300",       \
+	  "seconds a transparent restart's new instance may take to accept on every worker "       \
+	  "(mulefarm)")                                                                            \
 	X(HARAKIRI, "harakiri", OPT_INT, false, "0",                                               \
 	  "kill and replace a worker whose request runs longer than N seconds (0: never)")         \
 	X(MAX_REQUESTS, "max-requests", OPT_INT, false, "0",                                       \
@@ -222,6 +240,7 @@
 	X("b", BUFFER_SIZE)                                                                        \
 	X("L", DISABLE_LOGGING)                                                                    \
 	X("l", LISTEN)                                                                             \
+	X("zerg-pool", ZERGPOOL)                                                                   \
 	X("h", HELP)
 
 enum opt_kind { OPT_STR, OPT_INT, OPT_FLAG, OPT_OPT };

@@ -11,7 +11,9 @@
 #define MULEFARM_PROCTITLE_H
 
 /* Claims the argv and environ area. Call once in main() after everything
- * that reads argv directly has copied what it needs. */
+ * that reads argv directly has copied what it needs; once an area is
+ * claimed, later calls do nothing (the wheel's extension module claims the
+ * interpreter's own argv before main() sees its copy). */
 void proctitle_init(int argc, char **argv);
 
 /* Sets the prefix (--procname-prefix) put before every title. */

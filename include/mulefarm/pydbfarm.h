@@ -27,8 +27,7 @@ int pydbfarm_add(PyObject *m);
  * works). Returns True once committed; when the database stayed
  * unreachable, logs why and returns False, or raises QueueUnavailable
  * when <raise>. NULL with an exception on a bad message. GIL held. */
-PyObject *pydbfarm_send(const char *farm, const char *msg, Py_ssize_t len, int wait_ms,
-                        bool raise);
+PyObject *pydbfarm_send(const char *farm, const char *msg, Py_ssize_t len, int wait_ms, bool raise);
 
 /* The next message of mule <id>, which consumes from database farms:
  * settles the job it holds (done), then takes from its own queues (when

@@ -12,7 +12,10 @@
 
 /* Starts CPython (no Python signal handlers: the C loops own signals),
  * registers the `uwsgi` module, applies --virtualenv and --pythonpath.
- * Returns 0, or -1 after printing the error. */
+ * In the wheel, where the interpreter already runs (Py_IsInitialized()),
+ * adopts it instead: sys.argv, __main__ and the `uwsgi` and `mulefarm`
+ * modules are made as the embedded start makes them, the GIL stays held
+ * as there. Returns 0, or -1 after printing the error. */
 int python_init(const struct server *srv);
 
 /* Imports the app named by --wsgi-file or --module (--callable). Returns a

@@ -42,6 +42,12 @@ struct handoff {
  * the directory or overwrites argv (process titles). Returns 0 or -1. */
 int reload_prepare(int argc, char **argv);
 
+/* The command a reload runs instead of this binary with its own argv: the
+ * wheel's extension module runs inside an interpreter, so a reload runs
+ * that interpreter (<exe>) with the stub's command line (<argv>). Call
+ * before reload_prepare(), which then keeps it. Returns 0 or -1. */
+int reload_set_command(const char *exe, int argc, char **argv);
+
 /* Reads and removes MULEFARM_HANDOFF from the environment. */
 int handoff_read(struct handoff *h);
 
@@ -56,5 +62,14 @@ void handoff_close_unused(struct handoff *h);
  * Only returns on failure (-1, logged). */
 int reload_exec(const struct server *srv, int farmq_fd, int stats_fd,
                 const struct handoff_child *children, size_t nchildren, bool brutal);
+
+/* Starts this binary again as a child (the path, argv and directory saved
+ * by reload_prepare()), for a transparent restart: fd map[i][0] becomes
+ * map[i][1] in the child (at most 8), every other fd
+ * above the highest target is closed, signals are default and unblocked,
+ * and the environment is this process's plus <env> ("NAME=value"). No
+ * fork: posix_spawn(), so no Python runs in the child. Returns its pid, or
+ * -1 after logging. */
+pid_t reload_spawn(const int (*map)[2], size_t n, const char *env);
 
 #endif

@@ -32,7 +32,8 @@ void sdnotify_stopping(void);
 /* Called from the master's loop with the wait it was about to make (ms,
  * -1: forever): sends WATCHDOG=1 when half of WATCHDOG_USEC has passed
  * since the last one, and STATUS=<status> when it changed (NULL or "":
- * nothing). Returns the wait shortened to the next watchdog ping. */
+ * nothing). Returns the wait shortened to the next watchdog ping, and to
+ * 5 s while there is a status to follow. */
 int sdnotify_tick(int wait_ms, const char *status);
 
 #endif

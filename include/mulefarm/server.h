@@ -42,7 +42,8 @@ struct server {
 	const struct static_config *statics; /* --static-map and friends */
 	pid_t master_pid;
 	char **argv; /* argv[0] becomes sys.argv[0] */
-	bool webless; /* mulefarm-handler: no listeners, no workers, the app optional */
+	/* mulefarm-handler: no listeners, no workers, the app optional */
+	bool webless;
 	const char *version;
 };
 

@@ -48,6 +48,9 @@ def app_path(name):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): per-test time limit (SIGALRM guard)")
+    config.addinivalue_line(
+        "markers", "smoke: the subset `make wheel-test` runs against the wheel's console scripts"
+    )
 
 
 class TestTimeout(Exception):
