@@ -23,7 +23,7 @@
 #include "mulefarm/log.h"
 #include "mulefarm/reload.h"
 
-#define HANDOFF_VAR "MULEFARM_HANDOFF"
+#define HANDOFF_VAR  "MULEFARM_HANDOFF"
 #define SPAWN_FD_MIN 16 /* fds are moved here first, clear of the targets */
 
 extern char **environ;

@@ -8,6 +8,7 @@ import pytest
 from conftest import APPS, app_path
 
 
+@pytest.mark.smoke
 def test_wsgi_file(server):
     srv = server(["--wsgi-file", app_path("basic.py")])
     assert srv.get("/")[2] == b"hello\n"

@@ -324,6 +324,7 @@ def daemon(tmp_path):
         d.cleanup()
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("opt", ["--daemonize", "--daemonize2"])
 def test_daemonize(daemon, opt):
     d = daemon(opt)

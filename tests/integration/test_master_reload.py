@@ -176,6 +176,7 @@ def test_sighup_burst_during_reexec_does_not_kill_the_master(server, tmp_path):
     assert srv.stop(signal.SIGTERM) == 0
 
 
+@pytest.mark.smoke
 def test_reload_loads_new_code(server, tmp_path):
     srv = app_server(server, tmp_path, processes=2)
     old = workers_now(srv, 2)

@@ -2,6 +2,8 @@
 post_fork_hook."""
 import time
 
+import pytest
+
 from conftest import APPS, app_path, free_port_number, wait_for
 
 UAPP = app_path("uwsgiapp.py")
@@ -17,6 +19,7 @@ def collect_workers(srv, n, timeout=10):
     return seen
 
 
+@pytest.mark.smoke
 def test_numproc_worker_id_masterpid(server):
     srv = server(["--wsgi-file", UAPP, "--processes", "2", "--threads", "1"])
     d = srv.get_json("/")
