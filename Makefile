@@ -186,12 +186,12 @@ $(BUILD)/bench/dbqueue_bench: tests/bench/dbqueue_bench.c $(DBQ_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(DBQ_LIB) $(LDFLAGS) $(LDLIBS)
 
-bench: all $(BUILD)/bench/dbqueue_bench ## side-by-side benchmarks against uWSGI, gunicorn, nginx, pgbench (BENCH=http,uwsgi,static,reload,farm,dbqueue)
+bench: all $(BUILD)/bench/dbqueue_bench ## side-by-side benchmarks against uWSGI, gunicorn, nginx, pgbench (BENCH=http,uwsgi,static,reload,restart,farm,dbqueue)
 	@scripts/deps.sh bench
 	@set -e; for b in $(subst $(comma), ,$(BENCH)); do tests/bench/$$b.sh; done
 
 comma := ,
-BENCH ?= http,uwsgi,static,reload,farm,dbqueue
+BENCH ?= http,uwsgi,static,reload,restart,farm,dbqueue
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format: ## reformat the C sources with clang-format

@@ -34,6 +34,10 @@
 #define ASYNC_COMMIT(n)                                                                            \
 	"(SELECT set_config('synchronous_commit', CASE WHEN $" #n " THEN 'off' "                   \
 	"ELSE current_setting('synchronous_commit') END, true)) IS NOT NULL"
+#define ASYNC_1 ASYNC_COMMIT(1)
+#define ASYNC_3 ASYNC_COMMIT(3)
+#define ASYNC_4 ASYNC_COMMIT(4)
+#define ASYNC_5 ASYNC_COMMIT(5)
 
 /* Each claimed and each finished job leaves a dead row version behind, and
  * a dead entry at the head of the claim index that every claim walks
@@ -64,7 +68,8 @@ void dbq__churn(struct dbq *q, size_t n)
 	PQclear(res);
 	if (!mine)
 		return;
-	dbq__simple(q, "VACUUM (SKIP_LOCKED) mulefarm.jobs", true, "vacuum");
+	dbq__simple(q, "VACUUM (SKIP_LOCKED, TRUNCATE false, INDEX_CLEANUP on) mulefarm.jobs", true,
+	            "vacuum");
 	dbq__simple(q, "SELECT pg_advisory_unlock(" DBQ__VACUUM_LOCK ")", true, "vacuum");
 }
 
@@ -79,20 +84,19 @@ static const struct dbq__stmt claim_stmt = {
         DBQ__CLAIM, "mulefarm_claim",
         "WITH c AS MATERIALIZED ("
         " SELECT id FROM mulefarm.jobs"
-        " WHERE state = 'queued' AND farm = $1 AND run_at <= now() AND " ASYNC_COMMIT(
-                5) " ORDER BY priority, run_at, id"
-                   " LIMIT $2"
-                   " FOR NO KEY UPDATE SKIP LOCKED"
-                   "), u AS ("
-                   " UPDATE mulefarm.jobs j"
-                   " SET state = 'running', handler = $3, attempt = j.attempt + 1,"
-                   "  lease_until = now() + $4 * interval '1 second', claimed_at = now()"
-                   " WHERE j.id = ANY (ARRAY(SELECT id FROM c))"
-                   " RETURNING j.id, j.uuid, j.attempt, j.max_attempts, j.priority, j.run_at, "
-                   "j.payload"
-                   ")"
-                   " SELECT id, uuid, attempt, max_attempts, priority, payload FROM u"
-                   " ORDER BY priority, run_at, id",
+        " WHERE state = 'queued' AND farm = $1 AND run_at <= now() AND " ASYNC_5
+        " ORDER BY priority, run_at, id"
+        " LIMIT $2"
+        " FOR NO KEY UPDATE SKIP LOCKED"
+        "), u AS ("
+        " UPDATE mulefarm.jobs j"
+        " SET state = 'running', handler = $3, attempt = j.attempt + 1,"
+        "  lease_until = now() + $4 * interval '1 second', claimed_at = now()"
+        " WHERE j.id = ANY (ARRAY(SELECT id FROM c))"
+        " RETURNING j.id, j.uuid, j.attempt, j.max_attempts, j.priority, j.run_at, j.payload"
+        ")"
+        " SELECT id, uuid, attempt, max_attempts, priority, payload FROM u"
+        " ORDER BY priority, run_at, id",
         5, (const Oid[]){DBQ__TEXTOID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__INT4OID, DBQ__BOOLOID}};
 
 #define HISTORY_COLUMNS                                                                            \
@@ -107,18 +111,16 @@ static const struct dbq__stmt complete_stmt = {
         "WITH d AS ("
         " DELETE FROM mulefarm.jobs j"
         " WHERE j.id = ANY ($1) AND j.handler = $3 AND j.state = 'running'"
-        "  AND j.attempt = ($2)[array_position($1, j.id)] AND " ASYNC_COMMIT(
-                4) " RETURNING j.*"
-                   ")"
-                   " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
-                   " SELECT id, uuid, farm, 'done', priority, handler, attempt, max_attempts, "
-                   "created_at,"
-                   "  NULL, last_error FROM d",
+        "  AND j.attempt = ($2)[array_position($1, j.id)] AND " ASYNC_4 " RETURNING j.*"
+        ")"
+        " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
+        " SELECT id, uuid, farm, 'done', priority, handler, attempt, max_attempts, created_at,"
+        "  NULL, last_error FROM d",
         4, (const Oid[]){DBQ__INT8ARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
 
 /* A failed attempt: back to the queue after mulefarm.retry_delay(), or
  * into the history as discarded when it was the last one. The two arms
- * match disjoint rows. Returns (handled, discarded). */
+ * match disjoint rows. Returns how many rows it handled (0: fenced). */
 static const struct dbq__stmt fail_stmt = {
         DBQ__FAIL, "mulefarm_fail",
         "WITH r AS ("
@@ -126,30 +128,27 @@ static const struct dbq__stmt fail_stmt = {
         " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
         "  last_error = $4, run_at = now() + mulefarm.retry_delay(j.attempt)"
         " WHERE j.id = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
-        "  AND j.attempt < j.max_attempts AND " ASYNC_COMMIT(
-                5) " RETURNING j.id"
-                   "), d AS ("
-                   " DELETE FROM mulefarm.jobs j"
-                   " WHERE j.id = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
-                   "  AND j.attempt >= j.max_attempts AND " ASYNC_COMMIT(
-                           5) " RETURNING j.*"
-                              "), h AS ("
-                              " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
-                              " SELECT id, uuid, farm, 'discarded', priority, handler, attempt, "
-                              "max_attempts,"
-                              "  created_at, payload, $4 FROM d"
-                              " RETURNING 1"
-                              ")"
-                              " SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM h)",
+        "  AND j.attempt < j.max_attempts AND " ASYNC_5 " RETURNING j.id"
+        "), d AS ("
+        " DELETE FROM mulefarm.jobs j"
+        " WHERE j.id = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
+        "  AND j.attempt >= j.max_attempts AND " ASYNC_5 " RETURNING j.*"
+        "), h AS ("
+        " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
+        " SELECT id, uuid, farm, 'discarded', priority, handler, attempt, max_attempts,"
+        "  created_at, payload, $4 FROM d"
+        " RETURNING 1"
+        ")"
+        " SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM h)",
         5, (const Oid[]){DBQ__INT8OID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__TEXTOID, DBQ__BOOLOID}};
 
+/* $4 is unused (the parameters are one_job()'s). */
 static const struct dbq__stmt release_stmt = {
         DBQ__RELEASE, "mulefarm_release",
         "UPDATE mulefarm.jobs"
         " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
         "  attempt = attempt - 1"
-        " WHERE id = $1 AND attempt = $2 AND handler = $3 AND state = 'running' AND " ASYNC_COMMIT(
-                5),
+        " WHERE id = $1 AND attempt = $2 AND handler = $3 AND state = 'running' AND " ASYNC_5,
         5, (const Oid[]){DBQ__INT8OID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__TEXTOID, DBQ__BOOLOID}};
 
 /* Handlers are named host.farm.N: the host's rows are the range
@@ -162,11 +161,10 @@ static const struct dbq__stmt renew_stmt = {
         "WITH r AS MATERIALIZED ("
         " SELECT id FROM mulefarm.jobs"
         " WHERE state = 'running' AND handler >= ($1 || '.') COLLATE \"C\""
-        "  AND handler < ($1 || '/') COLLATE \"C\" AND " ASYNC_COMMIT(
-                3) " FOR NO KEY UPDATE SKIP LOCKED"
-                   ")"
-                   " UPDATE mulefarm.jobs j SET lease_until = now() + $2 * interval '1 second'"
-                   " FROM r WHERE j.id = r.id",
+        "  AND handler < ($1 || '/') COLLATE \"C\" AND " ASYNC_3 " FOR NO KEY UPDATE SKIP LOCKED"
+        ")"
+        " UPDATE mulefarm.jobs j SET lease_until = now() + $2 * interval '1 second'"
+        " FROM r WHERE j.id = r.id",
         3, (const Oid[]){DBQ__TEXTOID, DBQ__INT4OID, DBQ__BOOLOID}};
 
 /* An expired lease counts as a failed attempt: re-queued (at its old
@@ -176,25 +174,23 @@ static const struct dbq__stmt requeue_stmt = {
         DBQ__REQUEUE, "mulefarm_requeue_expired",
         "WITH e AS MATERIALIZED ("
         " SELECT id FROM mulefarm.jobs WHERE state = 'running' AND lease_until < now()"
-        "  AND " ASYNC_COMMIT(
-                1) " FOR NO KEY UPDATE SKIP LOCKED"
-                   "), r AS ("
-                   " UPDATE mulefarm.jobs j"
-                   " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
-                   "  last_error = 'lease expired (handler ' || j.handler || ')'"
-                   " FROM e WHERE j.id = e.id AND j.attempt < j.max_attempts"
-                   " RETURNING j.id"
-                   "), d AS ("
-                   " DELETE FROM mulefarm.jobs j USING e WHERE j.id = e.id AND j.attempt >= "
-                   "j.max_attempts"
-                   " RETURNING j.*"
-                   "), h AS ("
-                   " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
-                   " SELECT id, uuid, farm, 'discarded', priority, handler, attempt, max_attempts,"
-                   "  created_at, payload, 'lease expired (handler ' || handler || ')' FROM d"
-                   " RETURNING 1"
-                   ")"
-                   " SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM h)",
+        "  AND " ASYNC_1 " FOR NO KEY UPDATE SKIP LOCKED"
+        "), r AS ("
+        " UPDATE mulefarm.jobs j"
+        " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
+        "  last_error = 'lease expired (handler ' || j.handler || ')'"
+        " FROM e WHERE j.id = e.id AND j.attempt < j.max_attempts"
+        " RETURNING j.id"
+        "), d AS ("
+        " DELETE FROM mulefarm.jobs j USING e WHERE j.id = e.id AND j.attempt >= j.max_attempts"
+        " RETURNING j.*"
+        "), h AS ("
+        " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
+        " SELECT id, uuid, farm, 'discarded', priority, handler, attempt, max_attempts,"
+        "  created_at, payload, 'lease expired (handler ' || handler || ')' FROM d"
+        " RETURNING 1"
+        ")"
+        " SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM h)",
         1, (const Oid[]){DBQ__BOOLOID}};
 
 void dbq_job_free(struct dbq_job *job)

@@ -32,7 +32,11 @@ CREATE TABLE mulefarm.jobs (
 	last_error   text
 ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.0,
 	autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_insert_scale_factor = 0.0,
-	autovacuum_vacuum_insert_threshold = 50000, autovacuum_vacuum_cost_delay = 0);
+	autovacuum_vacuum_insert_threshold = 50000, autovacuum_vacuum_cost_delay = 0,
+	-- The table's size swings with the backlog: giving empty pages back
+	-- costs VACUUM an exclusive lock (which it waits for, in 50 ms steps,
+	-- behind every claim) and the next burst re-extends the file.
+	vacuum_truncate = false);
 
 -- The claim walks this index in its ORDER BY; a claimed row leaves it.
 CREATE INDEX jobs_queued ON mulefarm.jobs (farm, priority, run_at, id) WHERE state = 'queued';

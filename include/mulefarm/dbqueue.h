@@ -21,13 +21,12 @@
  * commits asynchronously, so it adds no WAL flush per job: after a
  * PostgreSQL crash the last ~0.6 s of those may be forgotten, and such
  * jobs run again (at-least-once; the stale handler is still fenced off).
- * Inside a transaction the caller opened on the handle, the caller's
- * synchronous_commit stands. A handle plans its statements once (it sets
- * plan_cache_mode = force_generic_plan on its session), and every
- * dbq_complete VACUUMs the hot table once the handle finished a few
- * thousand jobs (outside a caller's transaction; SKIP_LOCKED, one host at
- * a time): autovacuum's one pass a minute lets the claim index fill with
- * dead entries at thousands of jobs per second.
+ * (Inside a transaction opened on the handle's connection, as the unit
+ * tests do, that transaction's synchronous_commit stands.) A handle plans its statements once (it
+ * sets plan_cache_mode = force_generic_plan on its session), and every dbq_complete VACUUMs the hot
+ * table once the handle finished a few thousand jobs (outside a caller's transaction; SKIP_LOCKED,
+ * one host at a time): autovacuum's one pass a minute lets the claim index fill with dead entries
+ * at thousands of jobs per second.
  *
  * A farm name has 1 to 54 bytes (its NOTIFY channel, "mulefarm:<farm>",
  * must fit PostgreSQL's 63-byte identifiers).
@@ -119,8 +118,8 @@ struct dbq_new_job {
 	int priority;      /* lower runs first; default 0 */
 	int64_t run_at_ms; /* unix ms; 0: now */
 	int max_attempts;  /* 0: default 5 */
-	const char
-	        *unique_key; /* NULL: none; else at most one queued/running job per key and farm */
+	/* NULL: none; else at most one queued or running job per key and farm */
+	const char *unique_key;
 	char uuid[DBQ_UUID_LEN]; /* in: "" to generate; out: the job's uuid */
 };
 
@@ -180,8 +179,7 @@ int dbq_claim(struct dbq *q, const char *farm, const char *handler, int lease_s,
  * the others were fenced off (their lease expired and they moved on) and
  * are left untouched. DBQ_OK when all <n> were done, DBQ_FENCED when some
  * were not. Completed jobs move to the history. The caller still frees
- * the jobs (dbq_job_free). If the caller opened a transaction on this
- * connection, the completion is part of it. */
+ * the jobs (dbq_job_free). */
 int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char *handler,
                  size_t *done);
 

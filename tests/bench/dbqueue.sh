@@ -98,13 +98,14 @@ verdict() { if "$@"; then echo ok; else missed=1; echo MISS; fi; }
 
 # ---- the statements, as pgbench scripts ------------------------------------
 # Same text as dbqueue/enqueue.c and claim.c; $n parameters become
-# server-side arrays (enqueue) or pgbench variables (claim -> complete).
+# server-side arrays (enqueue) or pgbench variables (claim -> complete);
+# claim and complete commit asynchronously, as the library's do.
 cat >"$TMP/enqueue.sql" <<'SQL'
 WITH input AS ( SELECT * FROM unnest(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100)), array_fill('bench'::text, ARRAY[100]), array_fill(decode(repeat('78', 100), 'hex'), ARRAY[100]), array_fill(0, ARRAY[100]), array_fill(0::int8, ARRAY[100]), array_fill(5, ARRAY[100]), array_fill(NULL::text, ARRAY[100])) WITH ORDINALITY AS t(uuid, farm, payload, priority, run_at_ms, max_attempts, unique_key, n)), ins AS ( INSERT INTO mulefarm.jobs (uuid, farm, payload, priority, run_at, max_attempts, unique_key) SELECT i.uuid, i.farm, i.payload, i.priority, CASE WHEN i.run_at_ms = 0 THEN now() ELSE to_timestamp(i.run_at_ms / 1000.0) END, i.max_attempts, i.unique_key FROM input i WHERE (SELECT 1 FROM mulefarm.history h WHERE h.uuid = i.uuid LIMIT 1) IS NULL ORDER BY i.n ON CONFLICT DO NOTHING RETURNING uuid) SELECT i.n FROM input i WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.uuid = i.uuid) AND NOT EXISTS (SELECT 1 FROM mulefarm.jobs j WHERE j.uuid = i.uuid) AND (SELECT 1 FROM mulefarm.history h WHERE h.uuid = i.uuid LIMIT 1) IS NULL;
 SQL
 cat >"$TMP/claim_complete.sql" <<'SQL'
-WITH c AS MATERIALIZED ( SELECT id FROM mulefarm.jobs WHERE state = 'queued' AND farm = 'bench' AND run_at <= now() ORDER BY priority, run_at, id LIMIT 100 FOR NO KEY UPDATE SKIP LOCKED), u AS ( UPDATE mulefarm.jobs j SET state = 'running', handler = 'pgbench.bench.' || :client_id, attempt = j.attempt + 1, lease_until = now() + 300 * interval '1 second', claimed_at = now() WHERE j.id = ANY (ARRAY(SELECT id FROM c)) RETURNING j.id, j.uuid, j.attempt, j.max_attempts, j.priority, j.run_at, j.payload) SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(attempt), '{}') AS atts FROM (SELECT id, uuid, attempt, max_attempts, priority, payload, run_at FROM u ORDER BY priority, run_at, id) s \gset
-WITH d AS ( DELETE FROM mulefarm.jobs j WHERE j.id = ANY (:ids::int8[]) AND j.handler = 'pgbench.bench.' || :client_id AND j.state = 'running' AND j.attempt = (:atts::int4[])[array_position(:ids::int8[], j.id)] RETURNING j.*) INSERT INTO mulefarm.history (id, uuid, farm, state, priority, handler, attempt, max_attempts, created_at, payload, last_error) SELECT id, uuid, farm, 'done', priority, handler, attempt, max_attempts, created_at, NULL, last_error FROM d;
+WITH c AS MATERIALIZED ( SELECT id FROM mulefarm.jobs WHERE state = 'queued' AND farm = 'bench' AND run_at <= now() AND (SELECT set_config('synchronous_commit', CASE WHEN true THEN 'off' ELSE current_setting('synchronous_commit') END, true)) IS NOT NULL ORDER BY priority, run_at, id LIMIT 100 FOR NO KEY UPDATE SKIP LOCKED), u AS ( UPDATE mulefarm.jobs j SET state = 'running', handler = 'pgbench.bench.' || :client_id, attempt = j.attempt + 1, lease_until = now() + 300 * interval '1 second', claimed_at = now() WHERE j.id = ANY (ARRAY(SELECT id FROM c)) RETURNING j.id, j.uuid, j.attempt, j.max_attempts, j.priority, j.run_at, j.payload) SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(attempt), '{}') AS atts FROM (SELECT id, uuid, attempt, max_attempts, priority, payload, run_at FROM u ORDER BY priority, run_at, id) s \gset
+WITH d AS ( DELETE FROM mulefarm.jobs j WHERE j.id = ANY (:ids::int8[]) AND j.handler = 'pgbench.bench.' || :client_id AND j.state = 'running' AND j.attempt = (:atts::int4[])[array_position(:ids::int8[], j.id)] AND (SELECT set_config('synchronous_commit', CASE WHEN true THEN 'off' ELSE current_setting('synchronous_commit') END, true)) IS NOT NULL RETURNING j.*) INSERT INTO mulefarm.history (id, uuid, farm, state, priority, handler, attempt, max_attempts, created_at, payload, last_error) SELECT id, uuid, farm, 'done', priority, handler, attempt, max_attempts, created_at, NULL, last_error FROM d;
 SQL
 cat >"$TMP/insert1.sql" <<'SQL'
 INSERT INTO mulefarm.jobs (uuid, farm, payload) VALUES (gen_random_uuid(), 'single', decode(repeat('78', 100), 'hex'));
@@ -115,7 +116,7 @@ echo "dbqueue.sh: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}'),
 # ---- (a) batched ------------------------------------------------------------
 pgbench_a() {
 	local h0 h1 t0 t1 pgb vac
-	(while :; do sql "VACUUM (SKIP_LOCKED) mulefarm.jobs" >/dev/null 2>&1 || true; sleep 0.25; done) &
+	(while :; do sql "VACUUM (SKIP_LOCKED, TRUNCATE false, INDEX_CLEANUP on) mulefarm.jobs" >/dev/null 2>&1 || true; sleep 0.25; done) &
 	vac=$!
 	BG+=("$vac")
 	pgbench -c 4 -j 2 -T $((WARMUP + DURATION)) -f "$TMP/enqueue.sql@1" -f "$TMP/claim_complete.sql@1" \
