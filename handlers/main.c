@@ -57,6 +57,11 @@ static const enum opt_id web_options[] = {
         OPT_HOOK_ACCEPTING1,
         OPT_HOOK_ACCEPTING_ONCE,
         OPT_HOOK_ACCEPTING1_ONCE,
+        OPT_ZERG,
+        OPT_ZERG_FALLBACK,
+        OPT_ZERG_SERVER,
+        OPT_CHMOD_ZERG,
+        OPT_ZERGPOOL,
 };
 
 static bool is_web_option(enum opt_id id)

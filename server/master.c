@@ -76,8 +76,8 @@ struct master {
 	bool stop_now;
 	struct fifo fifo;
 	int stats_fd;
-	struct zerg_share share; /* what --zerg-server and a transparent restart hand over */
-	pid_t requester;         /* the command that asked for a transparent restart */
+	struct zerg_share share;      /* what --zerg-server and a transparent restart hand over */
+	pid_t requester;              /* the command that asked for a transparent restart */
 	struct timespec *touch_mtime; /* per --touch-reload */
 	pid_t *pids;                  /* of t, for routing uWSGI signals */
 	const char *version;
@@ -149,7 +149,7 @@ static int setup_signals(void)
 	sig_action[SIGTERM] = MA_GRACEFUL_STOP;
 	sig_action[SIGINT] = MA_STOP_NOW;
 	sig_action[SIGQUIT] = MA_STOP_NOW;
-	sig_action[SIGUSR1] = MA_LOG_STATS; /* as uWSGI: print the stats */
+	sig_action[SIGUSR1] = MA_LOG_STATS;           /* as uWSGI: print the stats */
 	sig_action[SIGUSR2] = MA_TRANSPARENT_RESTART; /* mulefarm --transparent-restart */
 	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD};
 	sigset_t caught;
@@ -497,7 +497,7 @@ static void reexec(struct master *m, bool brutal)
 {
 	if (m->state == STOPPING)
 		return;
-	if (restart_busy()) {
+	if (restart_busy() || restart_pending()) {
 		log_info("reload refused: a transparent restart is under way");
 		return;
 	}
@@ -551,6 +551,19 @@ static void reload_workers(struct master *m)
 	m->retire_pending = true;
 }
 
+/* SIGUSR2, FIFO 'T', `mulefarm --transparent-restart` (restart.h). */
+static void transparent_restart(struct master *m)
+{
+	long timeout = opt_int(m->srv->cfg.opts, OPT_TRANSPARENT_RESTART_TIMEOUT);
+	if (m->state != RUNNING)
+		restart_refuse(m->requester, "this master is stopping, or its code did not load");
+	else if (restart_pending())
+		restart_refuse(m->requester, "this master has not taken over yet");
+	else
+		restart_begin(&m->share, m->requester, (int)timeout);
+	m->requester = 0;
+}
+
 static void log_stats(struct master *m)
 {
 	char *json = stats_json(scoreboard, farms->q, &m->srv->ls, m->version);
@@ -581,12 +594,7 @@ static void act(struct master *m, enum master_action a)
 		log_stats(m);
 		break;
 	case MA_TRANSPARENT_RESTART:
-		if (m->state == RUNNING)
-			restart_begin(&m->share, m->requester,
-			              (int)opt_int(m->srv->cfg.opts, OPT_TRANSPARENT_RESTART_TIMEOUT));
-		else
-			log_info("transparent restart refused: this master is not running normally");
-		m->requester = 0;
+		transparent_restart(m);
 		break;
 	case MA_NONE:
 		break;
@@ -708,10 +716,11 @@ static void take_over(struct master *m)
 static int supervise(struct master *m)
 {
 	for (;;) {
-		struct pollfd pfd[4 + ZERG_POLLFDS] = {{.fd = sig_pipe[0], .events = POLLIN},
-		                                       {.fd = m->fifo.fd, .events = POLLIN},
-		                                       {.fd = m->stats_fd, .events = POLLIN},
-		                                       {.fd = usignal_master_fd(), .events = POLLIN}};
+		struct pollfd pfd[4 + ZERG_POLLFDS] = {
+		        {.fd = sig_pipe[0], .events = POLLIN},
+		        {.fd = m->fifo.fd, .events = POLLIN},
+		        {.fd = m->stats_fd, .events = POLLIN},
+		        {.fd = usignal_master_fd(), .events = POLLIN}};
 		int timeout = sdnotify_tick(loop_timeout(m), dbfarm_status_text());
 		int timer = usignal_timers(live_pids(m), mono_ms());
 		timeout = timer >= 0 && (timeout < 0 || timer < timeout) ? timer : timeout;
@@ -909,7 +918,7 @@ int master_run(struct server *srv)
 	log_set_identity("master", 0);
 	if (opt_given(o, OPT_LOG_DATE))
 		log_set_date_format(opt_str(o, OPT_LOG_DATE));
-	if (handoff_read(&h) == -1 || zerg_attach(o, h.present) == -1)
+	if (handoff_read(&h) == -1 || zerg_attach(o, h.present, srv->webless) == -1)
 		return 1;
 	if (h.farmq_fd < 0)
 		h.farmq_fd = zerg_farmq_fd();
@@ -939,7 +948,7 @@ int master_run(struct server *srv)
 	/* --daemonize2 writes them once detached: until then this pid is the
 	 * one about to exit, and the command returns as it exits */
 	bool pid_later = restart_pending() || (fresh && opt_str(o, OPT_DAEMONIZE2) != NULL);
-	m.share = (struct zerg_share){.ls = &srv->ls,
+	m.share = (struct zerg_share){.ls = srv->webless ? NULL : &srv->ls,
 	                              .farmq_fd = farms->q ? farmq_fd(farms->q) : -1,
 	                              .stats_fd = &m.stats_fd,
 	                              .has_mules = farms->nmules > 0};

@@ -71,11 +71,13 @@ static PyObject *py_workers(PyObject *self, PyObject *unused)
 		const struct sb_worker *w = &scoreboard->workers[i];
 		PyObject *d = PyDict_New();
 		PyObject *st = PyBytes_FromString(
-		        w->pid == 0 ? "cheap" : status[w->status >= 0 && w->status <= 3 ? w->status : 0]);
+		        w->pid == 0 ? "cheap"
+		                    : status[w->status >= 0 && w->status <= 3 ? w->status : 0]);
 		int rc = d && st ? PyDict_SetItemString(d, "status", st) : -1;
 		Py_XDECREF(st);
 		if (rc == 0)
-			rc = set_u64(d, "id", (uint64_t)w->id) | set_u64(d, "pid", (uint64_t)w->pid) |
+			rc = set_u64(d, "id", (uint64_t)w->id) |
+			     set_u64(d, "pid", (uint64_t)w->pid) |
 			     set_u64(d, "requests", w->requests) |
 			     set_u64(d, "exceptions", w->exceptions) |
 			     set_u64(d, "harakiri_count", w->harakiri_count) |

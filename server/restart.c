@@ -183,17 +183,23 @@ static void fail(const char *fmt, ...)
 	old.failed = true;
 }
 
+void restart_refuse(pid_t requester, const char *why)
+{
+	log_info("transparent restart refused: %s", why);
+	int fd = requester > 0 ? connect_requester(requester) : -1;
+	if (fd >= 0) {
+		dprintf(fd, "fail %s\n", why);
+		close(fd);
+	}
+}
+
 int restart_begin(const struct zerg_share *share, pid_t requester, int timeout_s)
 {
 	if (old.child > 0) {
-		int fd = requester > 0 ? connect_requester(requester) : -1;
-		log_info("transparent restart: one is already under way (new instance pid %d)",
+		char why[128];
+		snprintf(why, sizeof(why), "one is already under way (new instance pid %d)",
 		         (int)old.child);
-		if (fd >= 0) {
-			dprintf(fd, "fail a restart is already under way (pid %d)\n",
-			        (int)old.child);
-			close(fd);
-		}
+		restart_refuse(requester, why);
 		return -1;
 	}
 	old.reply = requester > 0 ? connect_requester(requester) : -1;

@@ -65,8 +65,8 @@ struct worker {
 	int busy;         /* Python threads in a request (atomic) */
 	uint64_t served;  /* requests served by this process (--max-requests) */
 	int64_t next_rss_ms;
-	int sig_wake[2];    /* Python's signal wakeup fd: its handlers' signals */
-	bool py_signals;    /* run Python's signal handlers now */
+	int sig_wake[2]; /* Python's signal wakeup fd: its handlers' signals */
+	bool py_signals; /* run Python's signal handlers now */
 };
 
 static struct worker wk;

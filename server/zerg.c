@@ -362,13 +362,13 @@ static int settle(const struct options *o)
 	return 0;
 }
 
-int zerg_attach(const struct options *o, bool reloading)
+int zerg_attach(const struct options *o, bool reloading, bool webless)
 {
 	int chan = restart_channel();
 	if (chan >= 0) {
 		if (receive(chan, "the master being replaced") == -1)
 			return -1;
-	} else {
+	} else if (!webless) {
 		for (size_t i = 0; i < o->n; i++) {
 			const struct opt_entry *e = &o->entries[i];
 			if (e->id != OPT_ZERG || e->value == NULL)
@@ -674,8 +674,8 @@ int zerg_server_open(const struct options *o, const struct zerg_share *share)
 {
 	z.share = share;
 	const char *path = opt_str(o, OPT_ZERG_SERVER);
-	if (path == NULL)
-		return 0;
+	if (path == NULL || share->ls == NULL)
+		return 0; /* mulefarm-handler: no sockets to hand out */
 	const char *mode = opt_str(o, OPT_CHMOD_ZERG);
 	z.server_fd = bind_unix(path, mode, (int)opt_int(o, OPT_LISTEN));
 	if (z.server_fd == -1)

@@ -49,6 +49,10 @@
  * Returns 0, or -1 after logging (and telling the requester). */
 int restart_begin(const struct zerg_share *share, pid_t requester, int timeout_s);
 
+/* Logs that a restart cannot happen now, and tells <requester> (if it is
+ * the command listening, see restart.c). */
+void restart_refuse(pid_t requester, const char *why);
+
 /* Whether a restart is under way (a new instance not yet accepting). */
 bool restart_busy(void);
 

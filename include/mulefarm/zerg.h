@@ -49,10 +49,10 @@
 /* What the master shares with zerg clients (and a transparent restart's
  * new instance). Points into the master's own state; read at each send. */
 struct zerg_share {
-	const struct listeners *ls;
-	int farmq_fd;        /* -1: none */
-	const int *stats_fd; /* *stats_fd -1: none */
-	bool has_mules;      /* clients hold their mules until this master exits */
+	const struct listeners *ls; /* NULL: none (mulefarm-handler) */
+	int farmq_fd;               /* -1: none */
+	const int *stats_fd;        /* *stats_fd -1: none */
+	bool has_mules;             /* clients hold their mules until this master exits */
 };
 
 /* --- attaching: --zerg, or a transparent restart's channel ------------ */
@@ -61,9 +61,10 @@ struct zerg_share {
  * timeout), or from the channel of a transparent restart (restart.h),
  * and settles the mapping above for <o>'s socket options. A server that
  * cannot be reached is an error unless --zerg-fallback (or <reloading>:
- * a re-executed master keeps the sockets it had). Returns 0, or -1 after
- * logging. Master, at start-up, before binding anything. */
-int zerg_attach(const struct options *o, bool reloading);
+ * a re-executed master keeps the sockets it had). <webless>
+ * (mulefarm-handler): --zerg is ignored, a restart's channel is read.
+ * Returns 0, or -1 after logging. Master, at start-up, before binding. */
+int zerg_attach(const struct options *o, bool reloading, bool webless);
 
 /* Whether any socket was received. */
 bool zerg_attached(void);
