@@ -763,3 +763,57 @@ def test_second_restart_while_one_is_under_way_is_refused(server, tmp_path):
     assert first.returncode == 0, (out1, err1)
     assert srv.wait_exit(20) == 0
     stop_last(srv)
+
+
+@pytest.mark.timeout(240)
+def test_transparent_restarts_with_the_jobs_example_run_each_job_once(server, pg_cluster, tmp_path):
+    """examples/jobs (Galaxy's pattern: a job row, then farm_msg; the mules
+    hold lock 0 around farm_get_msg and claim the row under their handler
+    name) with 2,000 jobs submitted over HTTP while 3 transparent restarts
+    hand over: every job runs exactly once (one job_run row, written in the
+    transaction that marks it done), no request fails, and no handler name
+    (mule id) is live in two processes at any moment."""
+    from test_jobs_example import JOBS_INI, HANDLERS, query, submit
+
+    total = 2000
+    dsn = pg_cluster.create_db("jobs_zerg")
+    port = free_port_number()
+    pidfile = tmp_path / "master.pid"
+    srv = server(
+        ["--ini", JOBS_INI, "--pidfile", str(pidfile)],
+        addr=("127.0.0.1", port),
+        env={"JOBS_DSN": dsn, "JOBS_HTTP": "127.0.0.1:%d" % port, "JOBS_WORK_MS": "2"},
+    )
+    srv.wait_log(r"job-handler main\.job-handlers\.2 .*started")
+    wait_for(lambda: read_pid(pidfile) == srv.pid, what="the pidfile")
+
+    def done():
+        return query(dsn, "SELECT count(*) FROM job WHERE state = 'done'")[0][0]
+
+    masters = [srv.pid]
+    with MuleWatch(srv.pid) as watch:
+        threads, ids, errors = submit(srv, total, nclients=2)
+        for i in range(3):
+            wait_for(lambda: done() >= (i + 1) * 300, timeout=60, what="jobs to run before restart %d" % (i + 1))
+            rc, out, err = restart(pidfile)
+            assert rc == 0, "restart %d: %s%s\n%s" % (i + 1, out, err, srv.log_text()[-5000:])
+            masters.append(read_pid(pidfile))
+            wait_for(lambda: not pid_alive(masters[-2]), timeout=30, what="the old master to exit")
+        for t in threads:
+            t.join(120)
+        assert errors == [], errors[:5]
+        wait_for(lambda: done() == total, timeout=120, what="%d jobs done" % total)
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == total
+    rows = query(
+        dsn,
+        """SELECT j.id, j.state, j.handler, count(r.job_id)
+           FROM job j LEFT JOIN job_run r ON r.job_id = j.id GROUP BY j.id""",
+    )
+    bad = [r for r in rows if r[1] != "done" or r[3] != 1 or r[2] not in HANDLERS]
+    assert len(rows) == total and bad == [], bad[:10]
+    lives, starts = ordered_mule_lives(srv.log_text())
+    assert lives == [], "\n".join(lives)
+    assert starts >= 8  # 2 mules x 4 instances
+    assert watch.bad == [] and watch.samples > 100, watch.bad[:5]
+    os.kill(masters[-1], signal.SIGTERM)
+    wait_for(lambda: not pid_alive(masters[-1]), timeout=30, what="the last master to stop")
