@@ -18,11 +18,9 @@
 #include "mulefarm/config_load.h"
 #include "mulefarm/daemon.h"
 #include "mulefarm/dbqueue.h"
+#include "mulefarm/front.h"
 #include "mulefarm/log.h"
 #include "mulefarm/main.h"
-#include "mulefarm/master.h"
-#include "mulefarm/proctitle.h"
-#include "mulefarm/reload.h"
 #include "mulefarm/server.h"
 
 #define HANDLER_VERSION "0.1.0"
@@ -190,38 +188,13 @@ int mulefarm_handler_main(int argc, char **argv)
 	static struct server srv;
 	char err[512];
 
-	if (reload_prepare(argc, argv) == -1) {
-		fprintf(stderr, "mulefarm-handler: cannot read /proc/self/exe or the working "
-		                "directory\n");
-		return 1;
-	}
-	if (config_load(&opts, argc - 1, argv + 1, environ, HANDLER_VERSION, err, sizeof(err)) ==
-	    -1) {
-		fprintf(stderr, "mulefarm-handler: %s (see --help)\n", err);
-		return 2;
-	}
-	if (opt_flag(&opts, OPT_HELP)) {
-		cli_print_help(stdout);
-		return 0;
-	}
-	if (opt_flag(&opts, OPT_VERSION)) {
-		puts(HANDLER_VERSION);
-		return 0;
-	}
-	if (opt_flag(&opts, OPT_PRINT_CONFIG)) {
-		config_print(&opts, stdout);
-		return 0;
-	}
+	int rc = front_begin("mulefarm-handler", HANDLER_VERSION, argc, argv, &opts);
+	if (rc != -1)
+		return rc;
 	if (opt_flag(&opts, OPT_MIGRATE))
 		return migrate(&opts);
 	if (opt_flag(&opts, OPT_STATUS))
 		return status(&opts);
-	if (opt_given(&opts, OPT_STOP))
-		return daemon_signal_pidfile(opt_str(&opts, OPT_STOP), SIGINT);
-	if (opt_given(&opts, OPT_GRACEFUL_STOP))
-		return daemon_signal_pidfile(opt_str(&opts, OPT_GRACEFUL_STOP), SIGTERM);
-	if (opt_given(&opts, OPT_RELOAD))
-		return daemon_signal_pidfile(opt_str(&opts, OPT_RELOAD), SIGHUP);
 	if (check_config(&opts) == -1)
 		return 2;
 	if (config_settle(&srv.cfg, &opts, err, sizeof(err)) == -1) {
@@ -231,14 +204,7 @@ int mulefarm_handler_main(int argc, char **argv)
 	srv.cfg.processes = 0;
 	srv.webless = true;
 	log_ignored(&opts);
-	static char *py_argv[2];
-	py_argv[0] = strdup(argv[0]);
-	srv.argv = py_argv;
-	proctitle_init(argc, argv);
-	proctitle_prefix(opt_str(&opts, OPT_PROCNAME_PREFIX));
-	proctitle_set("handler master", 0, NULL);
-	srv.version = HANDLER_VERSION;
-	return master_run(&srv);
+	return front_launch(HANDLER_VERSION, "handler master", argc, argv, &opts, &srv);
 }
 
 #ifndef MULEFARM_NO_MAIN

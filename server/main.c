@@ -5,16 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <unistd.h>
-
-#include <signal.h>
-
 #include "mulefarm/config_load.h"
-#include "mulefarm/daemon.h"
+#include "mulefarm/front.h"
 #include "mulefarm/main.h"
-#include "mulefarm/master.h"
-#include "mulefarm/proctitle.h"
-#include "mulefarm/reload.h"
 #include "mulefarm/restart.h"
 #include "mulefarm/stats.h"
 #include "mulefarm/server.h"
@@ -28,38 +21,9 @@ int mulefarm_main(int argc, char **argv)
 	static struct server srv;
 	char err[512];
 
-	if (reload_prepare(argc, argv) == -1) {
-		fprintf(stderr, "mulefarm: cannot read /proc/self/exe or the working directory\n");
-		return 1;
-	}
-	if (config_load(&opts, argc - 1, argv + 1, environ, MULEFARM_VERSION, err, sizeof(err)) ==
-	    -1) {
-		fprintf(stderr, "mulefarm: %s (see --help)\n", err);
-		return 2;
-	}
-	if (opt_flag(&opts, OPT_HELP)) {
-		cli_print_help(stdout);
-		return 0;
-	}
-	if (opt_flag(&opts, OPT_VERSION)) {
-		puts(MULEFARM_VERSION);
-		return 0;
-	}
-	if (opt_flag(&opts, OPT_OPTIONS_MD)) {
-		cli_print_markdown(stdout);
-		return 0;
-	}
-	if (opt_flag(&opts, OPT_PRINT_CONFIG)) {
-		config_print(&opts, stdout);
-		return 0;
-	}
-	/* Controls of a running master: act and exit. */
-	if (opt_given(&opts, OPT_STOP))
-		return daemon_signal_pidfile(opt_str(&opts, OPT_STOP), SIGINT);
-	if (opt_given(&opts, OPT_GRACEFUL_STOP))
-		return daemon_signal_pidfile(opt_str(&opts, OPT_GRACEFUL_STOP), SIGTERM);
-	if (opt_given(&opts, OPT_RELOAD))
-		return daemon_signal_pidfile(opt_str(&opts, OPT_RELOAD), SIGHUP);
+	int rc = front_begin("mulefarm", MULEFARM_VERSION, argc, argv, &opts);
+	if (rc != -1)
+		return rc;
 	if (opt_given(&opts, OPT_TOP))
 		return stats_top(opt_str(&opts, OPT_TOP), 0);
 	if (opt_given(&opts, OPT_TRANSPARENT_RESTART))
@@ -70,14 +34,7 @@ int mulefarm_main(int argc, char **argv)
 		fprintf(stderr, "mulefarm: %s\n", err);
 		return 2;
 	}
-	static char *py_argv[2];
-	py_argv[0] = strdup(argv[0]); /* sys.argv[0]; the title overwrites argv */
-	srv.argv = py_argv;
-	proctitle_init(argc, argv);
-	proctitle_prefix(opt_str(&opts, OPT_PROCNAME_PREFIX));
-	proctitle_set("master", 0, NULL);
-	srv.version = MULEFARM_VERSION;
-	return master_run(&srv);
+	return front_launch(MULEFARM_VERSION, "master", argc, argv, &opts, &srv);
 }
 
 #ifndef MULEFARM_NO_MAIN
