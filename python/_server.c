@@ -157,14 +157,10 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef moduledef = {
         PyModuleDef_HEAD_INIT,
-        "mulefarm._server",
-        "mulefarm's server (C), run by this interpreter: see run().",
-        -1,
-        methods,
-        NULL,
-        NULL,
-        NULL,
-        NULL,
+        .m_name = "mulefarm._server",
+        .m_doc = "mulefarm's server (C), run by this interpreter: see run().",
+        .m_size = -1,
+        .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__server(void)

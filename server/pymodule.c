@@ -107,26 +107,18 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef moduledef = {
         PyModuleDef_HEAD_INIT,
-        "uwsgi",
-        "mulefarm's implementation of uWSGI's uwsgi module.",
-        -1,
-        methods,
-        NULL,
-        NULL,
-        NULL,
-        NULL,
+        .m_name = "uwsgi",
+        .m_doc = "mulefarm's implementation of uWSGI's uwsgi module.",
+        .m_size = -1,
+        .m_methods = methods,
 };
 
 static struct PyModuleDef mulefarm_def = {
         PyModuleDef_HEAD_INIT,
-        "mulefarm",
-        "mulefarm's own name for the uwsgi module's API, with mulefarm's additions.",
-        -1,
-        methods,
-        NULL,
-        NULL,
-        NULL,
-        NULL,
+        .m_name = "mulefarm",
+        .m_doc = "mulefarm's own name for the uwsgi module's API, with mulefarm's additions.",
+        .m_size = -1,
+        .m_methods = methods,
 };
 
 static PyObject *create(struct PyModuleDef *def)
