@@ -121,6 +121,15 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmfcore.a $(DBQ_LIB)
 unit: $(UNIT_BIN) ## run the cmocka unit tests
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# The multi-host cluster in network namespaces (issue 8): needs root.
+.PHONY: cluster
+cluster: all ## run tests/cluster/cluster.sh (network namespaces; root), else say SKIPPED loudly
+	@if [ "$$(id -u)" -eq 0 ] && ip netns add mf-probe-$$$$ 2>/dev/null && ip netns del mf-probe-$$$$; then \
+		tests/cluster/cluster.sh; \
+	else \
+		echo "*** SKIPPED: cannot create network namespaces (need root) -- tests/cluster not run ***"; \
+	fi
+
 integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
 	MULEFARM_BIN=$(abspath $(BUILD)/mulefarm) MULEFARM_HANDLER_BIN=$(abspath $(BUILD)/mulefarm-handler) \
 		$(PYTHON) -m pytest -q tests/integration
@@ -164,7 +173,7 @@ docs-check: $(BUILD)/mulefarm ## fail if docs/options.md is stale
 	@$(BUILD)/mulefarm --options-md | diff -u docs/options.md - \
 		|| { echo "docs/options.md is stale: run 'make docs'"; exit 1; }
 
-test: ## unit, integration, fuzz-corpus and wheel smoke tests (installs test packages as root)
+test: ## unit, integration, fuzz-corpus, wheel smoke and cluster tests (installs test packages as root)
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory docs-check
@@ -173,6 +182,7 @@ test: ## unit, integration, fuzz-corpus and wheel smoke tests (installs test pac
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory wheel-test
+	@$(MAKE) --no-print-directory cluster
 
 check: ## the unit and integration suites under ASan+UBSan (build-asan/)
 	@scripts/deps.sh test

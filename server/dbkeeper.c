@@ -390,11 +390,15 @@ void dbfarm_keeper_start(void)
 	log_info("spawned the database keeper (pid %d)", (int)pid);
 }
 
-bool dbfarm_reaped(pid_t pid, int status)
+bool dbfarm_reaped(pid_t pid, int status, bool respawn)
 {
 	if (keeper_pid <= 0 || pid != keeper_pid)
 		return false;
 	keeper_pid = 0;
+	if (!respawn) { /* the master is stopping */
+		log_info("database keeper (pid %d) exited", (int)pid);
+		return true;
+	}
 	if (WIFSIGNALED(status))
 		log_info("database keeper (pid %d) killed by signal %d: respawning it", (int)pid,
 		         WTERMSIG(status));

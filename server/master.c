@@ -354,7 +354,7 @@ static void reap(struct master *m)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (dbfarm_reaped(pid, status) || zerg_reaped(pid, status))
+		if (dbfarm_reaped(pid, status, m->state == RUNNING) || zerg_reaped(pid, status))
 			continue;
 		struct proc *p = proc_find(&m->t, pid);
 		if (p != NULL) {

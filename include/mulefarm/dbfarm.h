@@ -142,8 +142,9 @@ bool dbfarm_mule_sleep(int id, uint32_t seq, int timeout_ms);
 /* Starts the keeper (after the app is loaded and any detaching). */
 void dbfarm_keeper_start(void);
 
-/* A child was reaped: if it was the keeper, respawns it and returns true. */
-bool dbfarm_reaped(pid_t pid, int status);
+/* A child was reaped: if it was the keeper, respawns it (unless
+ * <respawn> is false: the master is stopping) and returns true. */
+bool dbfarm_reaped(pid_t pid, int status, bool respawn);
 
 /* Mule <id> (pid <pid>) is gone with <status>: the job it held is failed
  * with the reason, or released when <stopping> (the master stopped it). */
