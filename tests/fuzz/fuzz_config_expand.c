@@ -269,6 +269,8 @@ static int model_value(const struct expand_ctx *x, char sigil, const char *name,
 		v = env_get(name);
 		return mput(o, v ? v : "", v ? strlen(v) : 0) ? K_OK : K_LONG;
 	}
+	if (strcmp(name, "_") == 0) /* an if-* block's subject: kept for cond.c */
+		return mput(o, "%(_)", 4) ? K_OK : K_LONG;
 	v = x->lookup ? x->lookup(x->arg, name, strlen(name)) : NULL;
 	if (v == NULL)
 		return K_UNKNOWN;
