@@ -35,7 +35,7 @@ DBQ_SQL    := $(sort $(wildcard sql/[0-9]*.sql))
 DBQ_OBJ    := $(DBQ_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/dbqueue_sql.o
 DBQ_LIB    := $(BUILD)/libmulefarm-dbqueue.a
 
-.PHONY: FORCE pyext wheel wheel-test systemd-check all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
+.PHONY: FORCE pyext wheel wheel-test systemd-check docker-check all run test unit integration fuzz fuzz-replay check format format-check help deps clean bench docs docs-check
 
 all: $(BUILD)/mulefarm $(BUILD)/mulefarm-handler $(DBQ_LIB) ## build build/mulefarm, build/mulefarm-handler and the dbqueue library
 
@@ -104,6 +104,14 @@ wheel-test: wheel ## install the wheel into a fresh venv, run the smoke tests ag
 # systemd-analyze is not installed.
 systemd-check: $(BUILD)/mulefarm-handler ## systemd-analyze verify handlers/systemd/*.service
 	@scripts/systemd-check.sh $(BUILD)/mulefarm-handler handlers/systemd/mulefarm-handler@.service
+
+# docker/ cannot be built here (no Docker engine): check the compose file
+# with docker-compose itself and lint the Dockerfile (scripts/dockerlint.py:
+# RUN steps through sh -n and shellcheck, apt packages, COPY sources, the
+# runtime libraries of both binaries, a non-root USER).
+docker-check: $(BUILD)/mulefarm $(BUILD)/mulefarm-handler ## validate docker/ without a Docker engine
+	@docker-compose -f docker/docker-compose.yml config -q && echo "docker-compose config: docker/docker-compose.yml ok"
+	@$(PYTHON) scripts/dockerlint.py --binary $(BUILD)/mulefarm --binary $(BUILD)/mulefarm-handler docker/Dockerfile
 
 run: ## start the demo: examples/hello, 2 workers x 2 threads on 127.0.0.1:8080
 	@scripts/deps.sh build
@@ -179,6 +187,7 @@ test: ## unit, integration, fuzz-corpus, wheel smoke and cluster tests (installs
 	@$(MAKE) --no-print-directory docs-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory systemd-check
+	@$(MAKE) --no-print-directory docker-check
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory wheel-test

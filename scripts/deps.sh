@@ -6,7 +6,7 @@
 set -eu
 
 pkgs_build="make gcc pkg-config libpython3-dev libpq-dev libyaml-dev uuid-dev"
-pkgs_test="libcmocka-dev python3-pytest python3-flask python3-yaml python3-psycopg2 nginx-light postgresql clang libclang-rt-14-dev clang-format curl procps iproute2 systemd python3-setuptools python3-wheel python3-pip python3-venv"
+pkgs_test="libcmocka-dev python3-pytest python3-flask python3-yaml python3-psycopg2 nginx-light postgresql clang libclang-rt-14-dev clang-format curl procps iproute2 systemd python3-setuptools python3-wheel python3-pip python3-venv docker-compose shellcheck"
 pkgs_bench="uwsgi uwsgi-plugin-python3 gunicorn wrk nginx-light"
 
 want=""

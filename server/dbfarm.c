@@ -228,6 +228,11 @@ static bool farm_has_mule(size_t farm, int id)
 	return false;
 }
 
+bool dbfarm_mule_in(int id, size_t farm)
+{
+	return farm < dbfarm__cfg.n && farm_has_mule(farm, id);
+}
+
 bool dbfarm_mule_consumes(int id)
 {
 	for (size_t f = 0; f < dbfarm__cfg.n; f++)

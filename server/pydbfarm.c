@@ -78,10 +78,32 @@ static PyObject *enqueue_error(const char *farm, int rc, const char *err, int wa
 	return NULL;
 }
 
+/* Galaxy's mules stop by each sending "__SHUTDOWN__" to their own farm
+ * from their SIGTERM handler and breaking out of their loop when
+ * farm_get_msg() returns it: with a local farm every mule ends up with one.
+ * Through a database farm the message would be a job that any host's
+ * mule may claim, stopping a mule elsewhere and leaving this one waiting.
+ * So a mule's "__SHUTDOWN__" to a database farm it consumes loops back to
+ * that mule: its next farm_get_msg() returns it, and nothing is enqueued. */
+#define SHUTDOWN_MSG "__SHUTDOWN__"
+static unsigned shutdowns_pending;
+
+static bool loops_back(const char *farm, const char *msg, Py_ssize_t len)
+{
+	int id = mule_id(), f = dbfarm_find(farm);
+	return id > 0 && f >= 0 && dbfarm_mule_in(id, (size_t)f) &&
+	       len == (Py_ssize_t)strlen(SHUTDOWN_MSG) &&
+	       memcmp(msg, SHUTDOWN_MSG, (size_t)len) == 0;
+}
+
 PyObject *pydbfarm_send(const char *farm, const char *msg, Py_ssize_t len, int wait_ms, bool raise)
 {
 	if (!check_size(len))
 		return NULL;
+	if (loops_back(farm, msg, len)) {
+		shutdowns_pending++;
+		Py_RETURN_TRUE;
+	}
 	struct dbq_new_job job = {.farm = farm, .payload = msg, .len = (size_t)len};
 	char err[ERR_MAX];
 	int rc = enqueue(&job, 1, wait_ms, err);
@@ -356,6 +378,11 @@ PyObject *pydbfarm_get(int id, bool any_mule, int timeout_ms)
 	for (;;) {
 		if (mule_stop_requested)
 			mule_exit();
+		if (shutdowns_pending > 0) {
+			shutdowns_pending--;
+			mule_count_message();
+			return PyBytes_FromString(SHUTDOWN_MSG);
+		}
 		if (nq > 0) {
 			void *msg = NULL;
 			size_t len = 0;

@@ -84,6 +84,8 @@ size_t dbfarm_max_msg(void);
 
 /* Whether mule <id> consumes from at least one database farm. */
 bool dbfarm_mule_consumes(int id);
+/* Whether mule <id> consumes from database farm <farm> (dbfarm_find). */
+bool dbfarm_mule_in(int id, size_t farm);
 
 /* Writes the handler name mule <id> claims jobs of <farm> under, in
  * <epoch>, to <buf>. */
