@@ -118,6 +118,19 @@ static const struct dbq__stmt complete_stmt = {
         "  NULL, last_error FROM d",
         4, (const Oid[]){DBQ__INT8ARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
 
+/* dbq_set_history(q, false): the same fence, no history row. */
+static const struct dbq__stmt complete_drop_stmt = {
+        DBQ__COMPLETE_DROP, "mulefarm_complete_drop",
+        "DELETE FROM mulefarm.jobs j"
+        " WHERE j.id = ANY ($1) AND j.handler = $3 AND j.state = 'running'"
+        "  AND j.attempt = ($2)[array_position($1, j.id)] AND " ASYNC_4,
+        4, (const Oid[]){DBQ__INT8ARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
+
+void dbq_set_history(struct dbq *q, bool keep)
+{
+	q->no_history = !keep;
+}
+
 /* A failed attempt: back to the queue after mulefarm.retry_delay(), or
  * into the history as discarded when it was the last one. The two arms
  * match disjoint rows. Returns how many rows it handled (0: fenced). */
@@ -304,7 +317,8 @@ int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char
 	if (dbq__usable(q, "complete") != DBQ_OK)
 		return q->rc;
 	values[3] = async_ok(q), lengths[3] = 0;
-	res = dbq__exec(q, &complete_stmt, values, lengths, formats, false, "complete");
+	res = dbq__exec(q, q->no_history ? &complete_drop_stmt : &complete_stmt, values, lengths,
+	                formats, false, "complete");
 	if (res == NULL)
 		return q->rc;
 	*done = strtoul(PQcmdTuples(res), NULL, 10);

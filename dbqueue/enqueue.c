@@ -7,6 +7,13 @@
  * CONFLICT DO NOTHING) and the insert skips uuids already in the history.
  * Uuids are generated here as UUIDv7 (time first, then random), so that
  * the uuid indexes of both tables grow at their right edge, like the ids.
+ *
+ * Fresh jobs: a uuid generated here a moment ago cannot be in the history
+ * nor queued, so a batch of such jobs without unique keys (what farm_msg
+ * and enqueue_many send) takes a plain INSERT: no history probe, no ON
+ * CONFLICT, nothing to report back. Should a generated uuid ever collide
+ * all the same (48 bits of time, 74 random), the unique index refuses the
+ * statement and the caller gets the error: nothing is dropped silently.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +57,25 @@ static const struct dbq__stmt enqueue_stmt = {
         " AND (SELECT 1 FROM mulefarm.history h WHERE h.uuid = i.uuid LIMIT 1) IS NULL",
         7, enqueue_types};
 
+/* A batch of fresh jobs (see the top): the first six arrays. */
+static const struct dbq__stmt enqueue_fresh_stmt = {
+        DBQ__ENQUEUE_FRESH, "mulefarm_enqueue_fresh",
+        "INSERT INTO mulefarm.jobs (uuid, farm, payload, priority, run_at, max_attempts)"
+        " SELECT u, f, p, pr, CASE WHEN r = 0 THEN now() ELSE to_timestamp(r / 1000.0) END, m"
+        " FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::int4[], $5::int8[], $6::int4[])"
+        "  AS t(u, f, p, pr, r, m)",
+        6, enqueue_types};
+
+/* One fresh job (exec_one's parameters; $7, the unique key, is NULL). */
+static const struct dbq__stmt enqueue1_fresh_stmt = {
+        DBQ__ENQUEUE1_FRESH, "mulefarm_enqueue1_fresh",
+        "INSERT INTO mulefarm.jobs (uuid, farm, payload, priority, run_at, max_attempts)"
+        " VALUES ($1, $2, $3, $4, CASE WHEN $5 = 0 THEN now() ELSE to_timestamp($5 / 1000.0) END,"
+        "  $6)",
+        7,
+        (const Oid[]){DBQ__UUIDOID, DBQ__TEXTOID, DBQ__BYTEAOID, DBQ__INT4OID, DBQ__INT8OID,
+                      DBQ__INT4OID, DBQ__TEXTOID}};
+
 /* One job, the common case of a web worker's farm_msg: a plain INSERT,
  * whose command tag says whether it inserted. When it did not, and the
  * job has a unique key, known_stmt tells a retry (the uuid is there) from
@@ -88,8 +114,10 @@ static void uuid_v7(uuid_t u)
 }
 
 /* Checks job <i> and gives it its binary uuid (generating one if its
- * uuid is ""). */
-static int check_job(struct dbq *q, struct dbq_new_job *job, size_t i, uuid_t u, const char *what)
+ * uuid is ""). *fresh becomes false unless the uuid was generated here and
+ * the job has no unique key. */
+static int check_job(struct dbq *q, struct dbq_new_job *job, size_t i, uuid_t u, bool *fresh,
+                     const char *what)
 {
 	char channel[DBQ__CHANNEL_MAX + 1];
 
@@ -103,6 +131,8 @@ static int check_job(struct dbq *q, struct dbq_new_job *job, size_t i, uuid_t u,
 	if (job->run_at_ms < 0 || job->max_attempts < 0)
 		return dbq__error(q, DBQ_EARG, "%s: job %zu: negative run_at_ms or max_attempts",
 		                  what, i);
+	if (job->uuid[0] != '\0' || job->unique_key != NULL)
+		*fresh = false;
 	if (job->uuid[0] == '\0') {
 		uuid_v7(u);
 		uuid_unparse_lower(u, job->uuid);
@@ -113,8 +143,9 @@ static int check_job(struct dbq *q, struct dbq_new_job *job, size_t i, uuid_t u,
 	return DBQ_OK;
 }
 
-/* Encodes the batch into the handle's seven array buffers. */
-static int encode(struct dbq *q, struct dbq_new_job *jobs, size_t n, const char *what)
+/* Encodes the batch into the handle's seven array buffers; *fresh: see
+ * check_job. */
+static int encode(struct dbq *q, struct dbq_new_job *jobs, size_t n, bool *fresh, const char *what)
 {
 	struct dbq__buf *a = q->arr;
 	bool has_null = false;
@@ -132,7 +163,7 @@ static int encode(struct dbq *q, struct dbq_new_job *jobs, size_t n, const char 
 	rc |= dbq__arr_begin(&a[6], DBQ__TEXTOID, n, has_null);
 	for (size_t i = 0; i < n && rc == DBQ_OK; i++) {
 		struct dbq_new_job *j = &jobs[i];
-		if (check_job(q, j, i, u, what) != DBQ_OK)
+		if (check_job(q, j, i, u, fresh, what) != DBQ_OK)
 			return q->rc;
 		rc |= dbq__arr_put(&a[0], u, sizeof(uuid_t));
 		rc |= dbq__arr_put(&a[1], j->farm, strlen(j->farm));
@@ -155,16 +186,18 @@ static int insert(struct dbq *q, struct dbq_new_job *jobs, size_t n, size_t *ski
 	const char *values[DBQ__NARRAYS];
 	int lengths[DBQ__NARRAYS], formats[DBQ__NARRAYS];
 	PGresult *res;
+	bool fresh = true;
 
 	*skipped = 0;
-	if (encode(q, jobs, n, what) != DBQ_OK)
+	if (encode(q, jobs, n, &fresh, what) != DBQ_OK)
 		return q->rc;
 	for (int i = 0; i < DBQ__NARRAYS; i++) {
 		values[i] = q->arr[i].p;
 		lengths[i] = (int)q->arr[i].len;
 		formats[i] = 1;
 	}
-	res = dbq__exec(q, &enqueue_stmt, values, lengths, formats, false, what);
+	res = dbq__exec(q, fresh ? &enqueue_fresh_stmt : &enqueue_stmt, values, lengths, formats,
+	                false, what);
 	if (res == NULL)
 		return q->rc;
 	for (int r = 0; r < PQntuples(res); r++) {
@@ -201,11 +234,11 @@ int dbq_enqueue(struct dbq *q, struct dbq_new_job *job)
 {
 	PGresult *res;
 	uuid_t u;
-	bool inserted, known;
+	bool inserted, known, fresh = true;
 
-	if (check_job(q, job, 0, u, "enqueue") != DBQ_OK)
+	if (check_job(q, job, 0, u, &fresh, "enqueue") != DBQ_OK)
 		return q->rc;
-	res = exec_one(q, &enqueue1_stmt, job, u, "enqueue");
+	res = exec_one(q, fresh ? &enqueue1_fresh_stmt : &enqueue1_stmt, job, u, "enqueue");
 	if (res == NULL)
 		return q->rc;
 	inserted = strcmp(PQcmdTuples(res), "1") == 0;

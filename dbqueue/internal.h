@@ -20,9 +20,12 @@
 enum dbq__stmt_id {
 	DBQ__ENQUEUE,
 	DBQ__ENQUEUE1,
+	DBQ__ENQUEUE_FRESH,
+	DBQ__ENQUEUE1_FRESH,
 	DBQ__KNOWN,
 	DBQ__CLAIM,
 	DBQ__COMPLETE,
+	DBQ__COMPLETE_DROP,
 	DBQ__FAIL,
 	DBQ__RELEASE,
 	DBQ__RENEW,
@@ -64,6 +67,7 @@ struct dbq {
 	int timeout_ms;    /* connect and per-call deadline; 0: none */
 	int rc;            /* dbq_status() */
 	bool broken;       /* lost or abandoned: only dbq_reconnect helps */
+	bool no_history;   /* dbq_set_history(q, false): completions delete */
 	int64_t churn;     /* jobs finished through this handle since its last VACUUM */
 	uint32_t prepared; /* bit (1 << dbq__stmt_id) */
 	char **listen;     /* farms LISTENed to, re-LISTENed on reconnect */

@@ -15,7 +15,9 @@ be made here, each reported as DOCKERFILE:LINE: message (exit 1 if any):
   the build stage installs at least scripts/deps.sh's build group;
 - the runtime stage: every shared library that each --binary links
   (readelf NEEDED) belongs to a package that the stage's apt-get install
-  brings, with its dependencies;
+  brings, with its dependencies. Sanitizer runtimes (libasan, libubsan...)
+  are skipped: they are there when the binary under test is a `make check`
+  build, while the image builds with plain `make`;
 - the last stage runs as a non-root USER.
 """
 import argparse
@@ -117,6 +119,9 @@ def apt_closure(pkgs):
     return {ln.split(":")[0] for ln in r.stdout.split("\n") if ln and not ln[0].isspace()}
 
 
+SANITIZER_RUNTIME = re.compile(r"lib(asan|ubsan|tsan|lsan|hwasan)\.so")
+
+
 def needed_packages(binary):
     """{library: owning package or None} for the binary's direct NEEDED
     entries (readelf -d), resolved to paths by ldd and owned by dpkg -S."""
@@ -127,6 +132,8 @@ def needed_packages(binary):
         ["ldd", binary], capture_output=True, text=True, check=True).stdout, re.M))
     out = {}
     for lib in needed:
+        if SANITIZER_RUNTIME.match(lib):
+            continue
         path = paths.get(lib) or next(iter(glob.glob("/lib*/%s" % lib) + glob.glob("/lib*/*/%s" % lib)), lib)
         owner = None
         for p in (path, os.path.realpath(path)):

@@ -359,7 +359,10 @@ static int ensure_connected(struct dbq **q, int64_t deadline)
 	int ms = left < 2000 ? 2000 : left > 10000 ? 10000 : (int)left;
 	if (*q == NULL) {
 		*q = dbq_connect(dbfarm__cfg.conninfo, ms);
-		return *q == NULL ? DBQ_ENOMEM : dbq_status(*q);
+		if (*q == NULL)
+			return DBQ_ENOMEM;
+		dbq_set_history(*q, dbfarm__cfg.retention_s > 0); /* --dbqueue-retention 0 */
+		return dbq_status(*q);
 	}
 	int st = dbq_status(*q); /* after a timeout the session is in an unknown state */
 	if (st == DBQ_ECONNLOST || st == DBQ_ECONNECT || st == DBQ_ETIMEOUT || dbq_socket(*q) < 0)

@@ -13,6 +13,7 @@ extern char **environ;
 
 static char *area;
 static size_t area_len;
+static size_t area_dirty; /* bytes of <area> that may be non-zero */
 static const char *prefix = "";
 static const char *cur_role = "master";
 static int cur_id;
@@ -41,6 +42,7 @@ void proctitle_init(int argc, char **argv)
 	environ = copy;
 	area = argv[0];
 	area_len = (size_t)(end - argv[0]);
+	area_dirty = area_len;
 }
 
 void proctitle_prefix(const char *p)
@@ -56,9 +58,13 @@ static void write_title(const char *state)
 	                   : snprintf(title, sizeof(title), "%smulefarm %s", prefix, cur_role);
 	if (n < 0 || area == NULL || area_len < 2)
 		return;
+	/* Workers retitle themselves per request (busy, idle): clear only
+	 * what the previous title left, not the whole argv and environ area. */
 	size_t len = (size_t)n < area_len - 1 ? (size_t)n : area_len - 1;
 	memcpy(area, title, len);
-	memset(area + len, 0, area_len - len);
+	if (area_dirty > len)
+		memset(area + len, 0, area_dirty - len);
+	area_dirty = len;
 }
 
 void proctitle_set(const char *role, int id, const char *state)

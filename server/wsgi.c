@@ -746,6 +746,10 @@ static int respond(struct request *r, PyObject *result)
 
 static void close_result(PyObject *result)
 {
+	/* The common list of bytes has no close(): asking would build and
+	 * clear an AttributeError on every request. */
+	if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
+		return;
 	PyObject *close = PyObject_GetAttr(result, s_close);
 	if (close == NULL) {
 		PyErr_Clear();

@@ -183,6 +183,15 @@ int dbq_claim(struct dbq *q, const char *farm, const char *handler, int lease_s,
 int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char *handler,
                  size_t *done);
 
+/* Whether dbq_complete keeps done jobs in the history (<keep>, the
+ * default) or only deletes them: no retention (mulefarm's
+ * --dbqueue-retention 0). Without it a completion writes a third less
+ * (no history row, no history index entry); dbq_job_state then forgets a
+ * done job at once, and a re-sent uuid (a retry of an enqueue whose job
+ * already ran) is a new job. Discarded jobs are kept in the history
+ * either way. */
+void dbq_set_history(struct dbq *q, bool keep);
+
 /* Fails a job held by <handler>: it is queued again with run_at = now +
  * mulefarm.retry_delay(attempt) (2^attempt s, +-25% jitter, at most 1 h),
  * or discarded (moved to the history, payload kept) once attempt ==

@@ -181,7 +181,7 @@
 	X(DBQUEUE_POLL_ONLY, "dbqueue-poll-only", OPT_FLAG, false, NULL,                           \
 	  "no LISTEN/NOTIFY, poll instead (PgBouncer transaction pooling) (mulefarm)")             \
 	X(DBQUEUE_RETENTION, "dbqueue-retention", OPT_INT, false, "86400",                         \
-	  "seconds done jobs stay queryable with mulefarm.job() (mulefarm)")                       \
+	  "seconds done jobs stay queryable with mulefarm.job(); 0 deletes them (mulefarm)")       \
 	X(HANDLER_NAME, "handler-name", OPT_STR, false, NULL,                                      \
 	  "prefix of this instance's handler names, NAME.farm.N (default: the host name); "        \
 	  "unique per instance (mulefarm)")                                                        \

@@ -15,6 +15,8 @@
 #                 claim + complete statements 1:1, with the hot table
 #                 vacuumed every 0.25 s as the library does by itself.
 #                 targets: >= 30000 jobs/s and >= 0.7x pgbench
+#   (a0) the same without history (--dbqueue-retention 0: completions
+#                 only delete; dbqueue_bench -H), pgbench likewise.
 #   (b) durable   4 clients, one dbq_enqueue (one commit) at a time:
 #                 enqueues/s vs pgbench single-row INSERT commits, 4 clients.
 #                 target: >= 0.8x
@@ -100,13 +102,20 @@ verdict() { if "$@"; then echo ok; else missed=1; echo MISS; fi; }
 # Same text as dbqueue/enqueue.c and claim.c; $n parameters become
 # server-side arrays (enqueue) or pgbench variables (claim -> complete);
 # claim and complete commit asynchronously, as the library's do.
+# The library sends fresh jobs (its own UUIDv7s, no unique key) as a plain
+# INSERT (enqueue.c: enqueue_fresh_stmt); pgbench builds the same v7 uuids
+# server-side (48 bits of milliseconds, then random), so that both fill the
+# uuid index at its right edge.
 cat >"$TMP/enqueue.sql" <<'SQL'
-WITH input AS ( SELECT * FROM unnest(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100)), array_fill('bench'::text, ARRAY[100]), array_fill(decode(repeat('78', 100), 'hex'), ARRAY[100]), array_fill(0, ARRAY[100]), array_fill(0::int8, ARRAY[100]), array_fill(5, ARRAY[100]), array_fill(NULL::text, ARRAY[100])) WITH ORDINALITY AS t(uuid, farm, payload, priority, run_at_ms, max_attempts, unique_key, n)), ins AS ( INSERT INTO mulefarm.jobs (uuid, farm, payload, priority, run_at, max_attempts, unique_key) SELECT i.uuid, i.farm, i.payload, i.priority, CASE WHEN i.run_at_ms = 0 THEN now() ELSE to_timestamp(i.run_at_ms / 1000.0) END, i.max_attempts, i.unique_key FROM input i WHERE (SELECT 1 FROM mulefarm.history h WHERE h.uuid = i.uuid LIMIT 1) IS NULL ORDER BY i.n ON CONFLICT DO NOTHING RETURNING uuid) SELECT i.n FROM input i WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.uuid = i.uuid) AND NOT EXISTS (SELECT 1 FROM mulefarm.jobs j WHERE j.uuid = i.uuid) AND (SELECT 1 FROM mulefarm.history h WHERE h.uuid = i.uuid LIMIT 1) IS NULL;
+INSERT INTO mulefarm.jobs (uuid, farm, payload, priority, run_at, max_attempts) SELECT u, f, p, pr, CASE WHEN r = 0 THEN now() ELSE to_timestamp(r / 1000.0) END, m FROM unnest(ARRAY(SELECT encode(overlay(uuid_send(gen_random_uuid()) placing substring(int8send((extract(epoch from clock_timestamp()) * 1000)::int8) from 3) from 1), 'hex')::uuid FROM generate_series(1, 100)), array_fill('bench'::text, ARRAY[100]), array_fill(decode(repeat('78', 100), 'hex'), ARRAY[100]), array_fill(0, ARRAY[100]), array_fill(0::int8, ARRAY[100]), array_fill(5, ARRAY[100])) AS t(u, f, p, pr, r, m);
 SQL
 cat >"$TMP/claim_complete.sql" <<'SQL'
 WITH c AS MATERIALIZED ( SELECT id FROM mulefarm.jobs WHERE state = 'queued' AND farm = 'bench' AND run_at <= now() AND (SELECT set_config('synchronous_commit', CASE WHEN true THEN 'off' ELSE current_setting('synchronous_commit') END, true)) IS NOT NULL ORDER BY priority, run_at, id LIMIT 100 FOR NO KEY UPDATE SKIP LOCKED), u AS ( UPDATE mulefarm.jobs j SET state = 'running', handler = 'pgbench.bench.' || :client_id, attempt = j.attempt + 1, lease_until = now() + 300 * interval '1 second', claimed_at = now() WHERE j.id = ANY (ARRAY(SELECT id FROM c)) RETURNING j.id, j.uuid, j.attempt, j.max_attempts, j.priority, j.run_at, j.payload) SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(attempt), '{}') AS atts FROM (SELECT id, uuid, attempt, max_attempts, priority, payload, run_at FROM u ORDER BY priority, run_at, id) s \gset
 WITH d AS ( DELETE FROM mulefarm.jobs j WHERE j.id = ANY (:ids::int8[]) AND j.handler = 'pgbench.bench.' || :client_id AND j.state = 'running' AND j.attempt = (:atts::int4[])[array_position(:ids::int8[], j.id)] AND (SELECT set_config('synchronous_commit', CASE WHEN true THEN 'off' ELSE current_setting('synchronous_commit') END, true)) IS NOT NULL RETURNING j.*) INSERT INTO mulefarm.history (id, uuid, farm, state, priority, handler, attempt, max_attempts, created_at, payload, last_error) SELECT id, uuid, farm, 'done', priority, handler, attempt, max_attempts, created_at, NULL, last_error FROM d;
 SQL
+sed -e 's/^WITH d AS ( DELETE/DELETE/' -e 's/ RETURNING j\.\*) INSERT INTO mulefarm\.history .*$/;/' \
+	"$TMP/claim_complete.sql" >"$TMP/claim_drop.sql"
+grep -q "^DELETE FROM mulefarm.jobs j WHERE .*IS NOT NULL;$" "$TMP/claim_drop.sql" || die "claim_drop.sql"
 cat >"$TMP/insert1.sql" <<'SQL'
 INSERT INTO mulefarm.jobs (uuid, farm, payload) VALUES (gen_random_uuid(), 'single', decode(repeat('78', 100), 'hex'));
 SQL
@@ -114,35 +123,44 @@ SQL
 echo "dbqueue.sh: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}'), fsync=$(sql "SHOW fsync"), synchronous_commit=$(sql "SHOW synchronous_commit"), $(nproc) CPUs; ${DURATION}s per run"
 
 # ---- (a) batched ------------------------------------------------------------
-pgbench_a() {
+# jobs completed so far: enqueued (the identity) minus still there
+completed() { sql "SELECT (SELECT last_value FROM mulefarm.jobs_id_seq) - (SELECT count(*) FROM mulefarm.jobs)"; }
+pgbench_a() { # $1: the claim + complete script
 	local h0 h1 t0 t1 pgb vac
 	(while :; do sql "VACUUM (SKIP_LOCKED, TRUNCATE false, INDEX_CLEANUP on) mulefarm.jobs" >/dev/null 2>&1 || true; sleep 0.25; done) &
 	vac=$!
 	BG+=("$vac")
-	pgbench -c 4 -j 2 -T $((WARMUP + DURATION)) -f "$TMP/enqueue.sql@1" -f "$TMP/claim_complete.sql@1" \
+	pgbench -c 4 -j 2 -T $((WARMUP + DURATION)) -f "$TMP/enqueue.sql@1" -f "$1@1" \
 		"$CI" >"$TMP/pgb_a.log" 2>&1 &
 	pgb=$!
 	sleep "$WARMUP"
-	h0=$(sql "SELECT count(*) FROM mulefarm.history")
+	h0=$(completed)
 	t0=$(date +%s.%N)
 	wait "$pgb" || { cat "$TMP/pgb_a.log" >&2; die "pgbench (a) failed"; }
-	h1=$(sql "SELECT count(*) FROM mulefarm.history")
+	h1=$(completed)
 	t1=$(date +%s.%N)
 	kill "$vac" 2>/dev/null || true
 	wait "$vac" 2>/dev/null || true
 	BG=()
 	awk -v a="$h0" -v b="$h1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }'
 }
-a_mfs=() a_pgs=() b_mfs=() b_pgs=()
+a_mfs=() a_pgs=() a0_mfs=() a0_pgs=() b_mfs=() b_pgs=()
 for ((r = 1; r <= ROUNDS; r++)); do
 	reset
 	a_mfs+=("$("$BIN" pipeline "$CI" -p 2 -c 2 -b 100 -d "$DURATION" -w "$WARMUP" | field jobs_per_s)")
 	reset
-	a_pgs+=("$(pgbench_a)")
+	a_pgs+=("$(pgbench_a "$TMP/claim_complete.sql")")
 	echo "round $r: (a) mulefarm ${a_mfs[-1]} pgbench ${a_pgs[-1]} jobs/s" >&2
+	reset
+	a0_mfs+=("$("$BIN" pipeline "$CI" -p 2 -c 2 -b 100 -d "$DURATION" -w "$WARMUP" -H | field jobs_per_s)")
+	reset
+	a0_pgs+=("$(pgbench_a "$TMP/claim_drop.sql")")
+	echo "round $r: (a0) mulefarm ${a0_mfs[-1]} pgbench ${a0_pgs[-1]} jobs/s" >&2
 done
 a_mf=$(median "${a_mfs[@]}")
 a_pg=$(median "${a_pgs[@]}")
+a0_mf=$(median "${a0_mfs[@]}")
+a0_pg=$(median "${a0_pgs[@]}")
 
 # ---- (b) durable, one job per transaction -----------------------------------
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -198,6 +216,9 @@ e_chunks=$(awk '$1 == "chunk" { printf "%s%s", sep, $3; sep = " " }' "$TMP/1m.tx
 	printf '%-34s %12s %12s %7s  %-26s %s\n' "(a) batched pipeline, jobs/s" "$a_mf" "$a_pg" \
 		"$(ratio "$a_mf" "$a_pg")" ">=30000 and >=0.7x" \
 		"$(verdict ge "$(ratio "$a_mf" "$a_pg")" 0.7)$(ge "$a_mf" 30000 || echo ' (abs MISS)')"
+	printf '%-34s %12s %12s %7s  %-26s %s\n' "(a0) the same, retention 0, jobs/s" "$a0_mf" "$a0_pg" \
+		"$(ratio "$a0_mf" "$a0_pg")" ">=30000 and >=0.7x" \
+		"$(verdict ge "$(ratio "$a0_mf" "$a0_pg")" 0.7)$(ge "$a0_mf" 30000 || echo ' (abs MISS)')"
 	printf '%-34s %12s %12s %7s  %-26s %s\n' "(b) durable enqueue, 4 clients/s" "$b_mf" "$b_pg" \
 		"$(ratio "$b_mf" "$b_pg")" ">=0.8x" "$(verdict ge "$(ratio "$b_mf" "$b_pg")" 0.8)"
 	printf '%-34s %12s %12s %7s  %-26s %s\n' "(c) commit->claim p50 ms @1000/s" "$c_p50" - - "<=2" \
@@ -211,6 +232,7 @@ e_chunks=$(awk '$1 == "chunk" { printf "%s%s", sep, $3; sep = " " }' "$TMP/1m.tx
 		"$(ratio "$e_last" "$e_first")" ">=0.9x first" "$(verdict ge "$(ratio "$e_last" "$e_first")" 0.9)"
 	echo
 	echo "(a) rounds: mulefarm ${a_mfs[*]}; pgbench ${a_pgs[*]}"
+	echo "(a0) rounds: mulefarm ${a0_mfs[*]}; pgbench ${a0_pgs[*]}"
 	echo "(b) rounds: mulefarm ${b_mfs[*]}; pgbench ${b_pgs[*]}"
 	echo "(c) $c_n samples; (d) $d_claims safety-net claims in 30 s"
 	echo "(e) per 100k jobs: $e_chunks; overall $e_rate jobs/s;"

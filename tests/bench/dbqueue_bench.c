@@ -4,11 +4,13 @@
  * would. Not a test: it prints figures.
  *
  *   dbqueue_bench pipeline CONNINFO [-p producers] [-c consumers] [-b batch]
- *                 [-d seconds] [-w warmup] [-n total] [-r report_every]
+ *                 [-d seconds] [-w warmup] [-n total] [-r report_every] [-H]
  *       producers enqueue_many(batch), consumers claim(batch) and complete
  *       the batch (a no-op handler); the backlog is capped at 20 batches a
  *       producer. Prints the completed jobs/s after the warm-up, and with
- *       -r the rate of every <report_every> jobs (the bloat check).
+ *       -r the rate of every <report_every> jobs (the bloat check). -H:
+ *       completions keep no history (dbq_set_history(q, false), mulefarm's
+ *       --dbqueue-retention 0).
  *   dbqueue_bench single CONNINFO [-c clients] [-d seconds] [-w warmup]
  *       each client enqueues one job per transaction (dbq_enqueue).
  *   dbqueue_bench latency CONNINFO [-R rate] [-d seconds] [-W window_ms]
@@ -50,6 +52,7 @@ static const char *conninfo;
 static int producers = 2, consumers = 2, batch = 100, duration = 10, warmup = 2, rate = 1000,
            window_ms = 1;
 static long long total, report_every;
+static bool keep_history = true;
 
 static double now_s(void)
 {
@@ -75,6 +78,7 @@ static struct dbq *open_q(void)
 		fprintf(stderr, "dbqueue_bench: %s\n", dbq_errmsg(q));
 		exit(1);
 	}
+	dbq_set_history(q, keep_history);
 	return q;
 }
 
@@ -426,8 +430,11 @@ int main(int argc, char **argv)
 	mode = argv[1];
 	conninfo = argv[2];
 	optind = 3;
-	while ((opt = getopt(argc, argv, "p:c:b:d:w:n:r:R:W:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:c:b:d:w:n:r:R:W:H")) != -1) {
 		switch (opt) {
+		case 'H':
+			keep_history = false;
+			break;
 		case 'p':
 			producers = atoi(optarg);
 			break;

@@ -160,6 +160,25 @@ def test_job_done_and_job_failed(server, handlers, pg_cluster):
     assert "not recorded" not in h.log_text(), h.log_text()
 
 
+@pytest.mark.timeout(60)
+def test_retention_zero_deletes_done_jobs(server, handlers, pg_cluster):
+    """--dbqueue-retention 0: a done job is deleted, not moved to the
+    history (mulefarm.job() forgets it); a discarded one is still kept."""
+    dsn = effects_db(pg_cluster, "dbf_noret")
+    web = server(web_args(dsn))
+    h = handlers(["--db-farm", "jobs", "--dbqueue", dsn, "--handler-name", "h1", "--mule", DB_MULE,
+                  "--farm", "jobs:1", "--dbqueue-retention", "0"], env=mule_env(dsn))
+    h.wait_log(r"spawned mule 1")
+    ud = post(web, "/enqueue", {"farm": "jobs", "payload": json.dumps({"key": "d"})})["uuid"]
+    uf = post(web, "/enqueue", {"farm": "jobs", "max_attempts": 1,
+                                "payload": json.dumps({"key": "f", "explicit": "failed"})})["uuid"]
+    wait_until(lambda: len(effect_counts(pg_cluster, "dbf_noret")) == 2, 15, "both jobs ran")
+    wait_until(lambda: jobs_rows(pg_cluster, "dbf_noret") == "0", 15, "both jobs settled")
+    assert pg_cluster.sql("SELECT uuid || ':' || state FROM mulefarm.history", db="dbf_noret") == uf + ":discarded"
+    assert post(web, "/job?uuid=" + ud)["job"] is None
+    assert post(web, "/job?uuid=" + uf)["job"]["state"] == "discarded"
+
+
 def test_stats_json_has_database_farms(server, pg_cluster):
     dsn = effects_db(pg_cluster, "dbf_stats")
     port = free_port_number()

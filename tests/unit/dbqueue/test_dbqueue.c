@@ -440,6 +440,19 @@ static void test_enqueue_idempotent(void **state)
 	assert_int_equal(dbq_status(q), DBQ_EARG);
 }
 
+/* Whether handle <h> has prepared statement <name> (which path it took). */
+static bool prepared(struct dbq *h, const char *name)
+{
+	const char *values[1] = {name};
+	PGresult *r =
+	        PQexecParams(h->conn, "SELECT count(*) FROM pg_prepared_statements WHERE name = $1",
+	                     1, NULL, values, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	bool yes = strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+	PQclear(r);
+	return yes;
+}
+
 static void test_enqueue_many(void **state)
 {
 	struct dbq_new_job jobs[1000];
@@ -459,13 +472,17 @@ static void test_enqueue_many(void **state)
 	}
 	assert_int_equal(dbq_enqueue_many(q, jobs, 1000), DBQ_OK);
 	assert_int_equal(sqlv("SELECT count(*) FROM mulefarm.jobs"), 1000);
+	/* fresh jobs (generated uuids, no unique key) take the plain INSERT */
+	assert_true(prepared(q, "mulefarm_enqueue_fresh"));
+	assert_false(prepared(q, "mulefarm_enqueue"));
 	/* one statement, one transaction */
 	assert_int_equal(sqlv("SELECT count(DISTINCT xmin::text) FROM mulefarm.jobs"), 1);
 	assert_int_equal(sqlv("SELECT count(*) FROM mulefarm.jobs WHERE max_attempts = 5"),
 	                 sqlv("SELECT count(*) FROM mulefarm.jobs WHERE max_attempts IN (0, 5)"));
-	/* again: all already there */
+	/* again: all already there (their uuids are the caller's now) */
 	assert_int_equal(dbq_enqueue_many(q, jobs, 1000), DBQ_OK);
 	assert_int_equal(sqlv("SELECT count(*) FROM mulefarm.jobs"), 1000);
+	assert_true(prepared(q, "mulefarm_enqueue"));
 	/* in order, byte for byte */
 	assert_int_equal(dbq_claim(q, "even", "h.even.1", 30, got, 1000, &n), DBQ_OK);
 	assert_int_equal(n, 500);
@@ -777,6 +794,42 @@ static void test_vacuum_and_commit_mode(void **state)
 }
 
 /* ---- fencing, failure, release, leases ------------------------------------ */
+
+/* dbq_set_history(q, false): done jobs are deleted, fenced all the same;
+ * discarded ones are still kept. */
+static void test_complete_without_history(void **state)
+{
+	struct dbq_job a, b;
+	size_t n, done;
+
+	dbq_set_history(q, false);
+	enqueue_n("f", 2);
+	a = claim_one(q, "f", "hostA.f.1", 30);
+	complete_one(q, &a, "hostA.f.1");
+	assert_true(prepared(q, "mulefarm_complete_drop"));
+	assert_false(prepared(q, "mulefarm_complete"));
+	assert_int_equal(sqlv("SELECT count(*) FROM mulefarm.history"), 0);
+	assert_int_equal(sqlv("SELECT count(*) FROM mulefarm.jobs"), 1);
+	assert_string_equal(state_of(a.uuid, NULL), ""); /* forgotten at once */
+	/* the fence holds: a stale attempt deletes nothing */
+	b = claim_one(q, "f", "hostA.f.1", 30);
+	b.attempt++;
+	assert_int_equal(dbq_complete(q, &b, 1, "hostA.f.1", &done), DBQ_FENCED);
+	assert_int_equal(done, 0);
+	b.attempt--;
+	assert_int_equal(dbq_complete(q, &b, 1, "hostB.f.1", &done), DBQ_FENCED);
+	/* a discarded job is kept */
+	sqlv("UPDATE mulefarm.jobs SET max_attempts = 1");
+	assert_int_equal(dbq_fail(q, &b, "hostA.f.1", "boom"), DBQ_OK);
+	assert_string_equal(state_of(b.uuid, NULL), "discarded");
+	/* and back to the default */
+	dbq_set_history(q, true);
+	enqueue_n("f", 1);
+	assert_int_equal(dbq_claim(q, "f", "hostA.f.1", 30, &a, 1, &n), DBQ_OK);
+	complete_one(q, &a, "hostA.f.1");
+	assert_string_equal(state_of(a.uuid, NULL), "done");
+	dbq_job_free(&b);
+}
 
 static void expire_leases(void)
 {
@@ -1175,6 +1228,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup_bare, teardown),
 	        cmocka_unit_test_setup_teardown(test_enqueue_idempotent, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_enqueue_many, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_complete_without_history, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sql_enqueue, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_unique_key_concurrent, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_priority_and_run_at, setup, teardown),
