@@ -285,8 +285,14 @@ def test_graceful_reload_keeps_taking_jobs(pg_cluster, handlers, server):
     dsn = effects_db(pg_cluster, "h_reload")
     web = server(web_args(dsn))
     h = handlers(handler_args(dsn, "hr", mules=2), env=env(dsn))
-    h.wait_log(r"spawned mule 2")
+    mules = [int(h.wait_log(r"spawned mule %d \(pid (\d+)\)" % i).group(1)) for i in (1, 2)]
     old_keeper = int(h.wait_log(r"spawned the database keeper \(pid (\d+)\)").group(1))
+    # A mule still starting (not yet in farm_get_msg) dies of SIGTERM by
+    # design (mule.c on_stop): wait until both wait for messages.
+    def title(pid):
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")[0]
+    wait_until(lambda: all(title(m).endswith(b"(idle)") for m in mules), 15, "both mules waiting for messages")
     h.proc.send_signal(signal.SIGHUP)
     h.wait_log(r"previous mule 2 \(pid \d+\) exited with status 0", timeout=15)
     wait_until(lambda: not os.path.exists("/proc/%d" % old_keeper) or
