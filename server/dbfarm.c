@@ -15,7 +15,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 
 #include "dbfarm_internal.h"
 #include "mulefarm/log.h"
@@ -496,12 +495,9 @@ int dbfarm_enqueue(struct dbq_new_job *jobs, size_t n, int timeout_ms, char *err
 		snprintf(err, errlen, "no database farms are configured (--db-farm)");
 		return DBQ_EARG;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (jobs[i].uuid[0] == '\0') {
-			uuid_t u;
-			uuid_generate_random(u);
-			uuid_unparse_lower(u, jobs[i].uuid);
-		}
+	/* Jobs without a uuid get one from the library (UUIDv7) on the first
+	 * attempt, written into jobs[i].uuid: a retry after a lost connection
+	 * sends the same uuids and cannot enqueue a job twice. */
 	struct enqueue_arg a = {jobs, n};
 	int rc = with_connection(enqueue_op, &a, timeout_ms, err, errlen);
 	if (rc != DBQ_OK && rc != DBQ_EDUPLICATE)
