@@ -76,14 +76,18 @@ void dbq__churn(struct dbq *q, size_t n)
 /* The MATERIALIZED CTE stops the planner from running the LIMITed
  * subquery once per row of the UPDATE; SKIP LOCKED lets concurrent
  * claimers take disjoint rows without waiting; FOR NO KEY UPDATE does not
- * block inserts referencing the row. The UPDATE finds the rows by primary
- * key through an array (an InitPlan), whatever the planner estimates: a
- * join with the CTE may become a hash join over a sequential scan of the
- * table. The result is ordered as claimed. */
+ * block inserts referencing the row. The UPDATE finds the rows by their
+ * ctids, through an array (an InitPlan): a TID scan, no index probe, and
+ * no join the planner could turn into a sequential scan of the table. The
+ * ctids are stable: the CTE holds the rows locked until the statement's
+ * transaction ends. (Should a row have been updated after this statement's
+ * snapshot but before its lock, the lock finds the newer version, which
+ * the UPDATE's snapshot does not see: that row is left queued, unclaimed,
+ * for the next claim.) The result is ordered as claimed. */
 static const struct dbq__stmt claim_stmt = {
         DBQ__CLAIM, "mulefarm_claim",
         "WITH c AS MATERIALIZED ("
-        " SELECT id FROM mulefarm.jobs"
+        " SELECT ctid FROM mulefarm.jobs"
         " WHERE state = 'queued' AND farm = $1 AND run_at <= now() AND " ASYNC_5
         " ORDER BY priority, run_at, id"
         " LIMIT $2"
@@ -92,7 +96,7 @@ static const struct dbq__stmt claim_stmt = {
         " UPDATE mulefarm.jobs j"
         " SET state = 'running', handler = $3, attempt = j.attempt + 1,"
         "  lease_until = now() + $4 * interval '1 second', claimed_at = now()"
-        " WHERE j.id = ANY (ARRAY(SELECT id FROM c))"
+        " WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM c))"
         " RETURNING j.id, j.uuid, j.attempt, j.max_attempts, j.priority, j.run_at, j.payload"
         ")"
         " SELECT id, uuid, attempt, max_attempts, priority, payload FROM u"
@@ -110,21 +114,21 @@ static const struct dbq__stmt complete_stmt = {
         DBQ__COMPLETE, "mulefarm_complete",
         "WITH d AS ("
         " DELETE FROM mulefarm.jobs j"
-        " WHERE j.id = ANY ($1) AND j.handler = $3 AND j.state = 'running'"
-        "  AND j.attempt = ($2)[array_position($1, j.id)] AND " ASYNC_4 " RETURNING j.*"
+        " WHERE j.uuid = ANY ($1) AND j.handler = $3 AND j.state = 'running'"
+        "  AND j.attempt = ($2)[array_position($1, j.uuid)] AND " ASYNC_4 " RETURNING j.*"
         ")"
         " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
         " SELECT id, uuid, farm, 'done', priority, handler, attempt, max_attempts, created_at,"
         "  NULL, last_error FROM d",
-        4, (const Oid[]){DBQ__INT8ARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
+        4, (const Oid[]){DBQ__UUIDARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
 
 /* dbq_set_history(q, false): the same fence, no history row. */
 static const struct dbq__stmt complete_drop_stmt = {
         DBQ__COMPLETE_DROP, "mulefarm_complete_drop",
         "DELETE FROM mulefarm.jobs j"
-        " WHERE j.id = ANY ($1) AND j.handler = $3 AND j.state = 'running'"
-        "  AND j.attempt = ($2)[array_position($1, j.id)] AND " ASYNC_4,
-        4, (const Oid[]){DBQ__INT8ARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
+        " WHERE j.uuid = ANY ($1) AND j.handler = $3 AND j.state = 'running'"
+        "  AND j.attempt = ($2)[array_position($1, j.uuid)] AND " ASYNC_4,
+        4, (const Oid[]){DBQ__UUIDARRAY, DBQ__INT4ARRAY, DBQ__TEXTOID, DBQ__BOOLOID}};
 
 void dbq_set_history(struct dbq *q, bool keep)
 {
@@ -140,11 +144,11 @@ static const struct dbq__stmt fail_stmt = {
         " UPDATE mulefarm.jobs j"
         " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
         "  last_error = $4, run_at = now() + mulefarm.retry_delay(j.attempt)"
-        " WHERE j.id = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
-        "  AND j.attempt < j.max_attempts AND " ASYNC_5 " RETURNING j.id"
+        " WHERE j.uuid = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
+        "  AND j.attempt < j.max_attempts AND " ASYNC_5 " RETURNING 1"
         "), d AS ("
         " DELETE FROM mulefarm.jobs j"
-        " WHERE j.id = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
+        " WHERE j.uuid = $1 AND j.attempt = $2 AND j.handler = $3 AND j.state = 'running'"
         "  AND j.attempt >= j.max_attempts AND " ASYNC_5 " RETURNING j.*"
         "), h AS ("
         " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
@@ -153,7 +157,7 @@ static const struct dbq__stmt fail_stmt = {
         " RETURNING 1"
         ")"
         " SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM h)",
-        5, (const Oid[]){DBQ__INT8OID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__TEXTOID, DBQ__BOOLOID}};
+        5, (const Oid[]){DBQ__UUIDOID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__TEXTOID, DBQ__BOOLOID}};
 
 /* $4 is unused (the parameters are one_job()'s). */
 static const struct dbq__stmt release_stmt = {
@@ -161,23 +165,23 @@ static const struct dbq__stmt release_stmt = {
         "UPDATE mulefarm.jobs"
         " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
         "  attempt = attempt - 1"
-        " WHERE id = $1 AND attempt = $2 AND handler = $3 AND state = 'running' AND " ASYNC_5,
-        5, (const Oid[]){DBQ__INT8OID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__TEXTOID, DBQ__BOOLOID}};
+        " WHERE uuid = $1 AND attempt = $2 AND handler = $3 AND state = 'running' AND " ASYNC_5,
+        5, (const Oid[]){DBQ__UUIDOID, DBQ__INT4OID, DBQ__TEXTOID, DBQ__TEXTOID, DBQ__BOOLOID}};
 
 /* Handlers are named host.farm.N: the host's rows are the range
  * ['host.', 'host/') of the "C"-collated handler column ('/' follows '.'),
  * which the jobs_running index serves. Rows locked by a completion in
  * flight are skipped (they are leaving), which also rules out deadlocks
- * with it. */
+ * with it. The rows locked are then updated by ctid, as in the claim. */
 static const struct dbq__stmt renew_stmt = {
         DBQ__RENEW, "mulefarm_renew",
         "WITH r AS MATERIALIZED ("
-        " SELECT id FROM mulefarm.jobs"
+        " SELECT ctid FROM mulefarm.jobs"
         " WHERE state = 'running' AND handler >= ($1 || '.') COLLATE \"C\""
         "  AND handler < ($1 || '/') COLLATE \"C\" AND " ASYNC_3 " FOR NO KEY UPDATE SKIP LOCKED"
         ")"
         " UPDATE mulefarm.jobs j SET lease_until = now() + $2 * interval '1 second'"
-        " FROM r WHERE j.id = r.id",
+        " WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM r))",
         3, (const Oid[]){DBQ__TEXTOID, DBQ__INT4OID, DBQ__BOOLOID}};
 
 /* An expired lease counts as a failed attempt: re-queued (at its old
@@ -186,16 +190,17 @@ static const struct dbq__stmt renew_stmt = {
 static const struct dbq__stmt requeue_stmt = {
         DBQ__REQUEUE, "mulefarm_requeue_expired",
         "WITH e AS MATERIALIZED ("
-        " SELECT id FROM mulefarm.jobs WHERE state = 'running' AND lease_until < now()"
+        " SELECT ctid FROM mulefarm.jobs WHERE state = 'running' AND lease_until < now()"
         "  AND " ASYNC_1 " FOR NO KEY UPDATE SKIP LOCKED"
         "), r AS ("
         " UPDATE mulefarm.jobs j"
         " SET state = 'queued', handler = NULL, lease_until = NULL, claimed_at = NULL,"
         "  last_error = 'lease expired (handler ' || j.handler || ')'"
-        " FROM e WHERE j.id = e.id AND j.attempt < j.max_attempts"
-        " RETURNING j.id"
+        " WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM e)) AND j.attempt < j.max_attempts"
+        " RETURNING 1"
         "), d AS ("
-        " DELETE FROM mulefarm.jobs j USING e WHERE j.id = e.id AND j.attempt >= j.max_attempts"
+        " DELETE FROM mulefarm.jobs j"
+        " WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM e)) AND j.attempt >= j.max_attempts"
         " RETURNING j.*"
         "), h AS ("
         " INSERT INTO mulefarm.history (" HISTORY_COLUMNS ")"
@@ -303,10 +308,15 @@ int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char
 		return dbq__ok(q);
 	if (n > INT32_MAX)
 		return dbq__error(q, DBQ_EARG, "complete: too many jobs");
-	rc |= dbq__arr_begin(&a[0], DBQ__INT8OID, n, false);
+	rc |= dbq__arr_begin(&a[0], DBQ__UUIDOID, n, false);
 	rc |= dbq__arr_begin(&a[1], DBQ__INT4OID, n, false);
 	for (size_t i = 0; i < n && rc == DBQ_OK; i++) {
-		rc |= dbq__arr_put_i64(&a[0], jobs[i].id);
+		uuid_t u;
+		if (memchr(jobs[i].uuid, '\0', sizeof jobs[i].uuid) == NULL ||
+		    uuid_parse(jobs[i].uuid, u) != 0)
+			return dbq__error(q, DBQ_EARG, "complete: job %zu: '%.36s' is not a uuid", i,
+			                  jobs[i].uuid);
+		rc |= dbq__arr_put(&a[0], u, sizeof u);
 		rc |= dbq__arr_put_i32(&a[1], jobs[i].attempt);
 	}
 	if (rc != DBQ_OK)
@@ -336,14 +346,17 @@ int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char
 static int one_job(struct dbq *q, const struct dbq__stmt *s, const struct dbq_job *job,
                    const char *handler, const char *extra, bool count_col, const char *what)
 {
-	char id[24], attempt[16];
-	const char *values[5] = {id, attempt, handler, extra, NULL};
+	char attempt[16];
+	const char *values[5] = {job->uuid, attempt, handler, extra, NULL};
 	PGresult *res;
 	unsigned long count;
 
+	uuid_t u;
+
 	if (check_handler(q, handler, what) != DBQ_OK)
 		return q->rc;
-	snprintf(id, sizeof id, "%lld", (long long)job->id);
+	if (memchr(job->uuid, '\0', sizeof job->uuid) == NULL || uuid_parse(job->uuid, u) != 0)
+		return dbq__error(q, DBQ_EARG, "%s: '%.36s' is not a uuid", what, job->uuid);
 	snprintf(attempt, sizeof attempt, "%d", job->attempt);
 	if (dbq__usable(q, what) != DBQ_OK)
 		return q->rc;

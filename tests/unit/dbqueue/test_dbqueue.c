@@ -376,6 +376,13 @@ static void test_migrate_idempotent(void **state)
 	assert_int_equal(sqlv("SELECT count(*) FROM pg_indexes WHERE schemaname = 'mulefarm' "
 	                      "AND indexname IN ('jobs_queued', 'jobs_uuid', 'jobs_unique_key')"),
 	                 3);
+	/* 002: the uuid is the primary key, and nothing indexes id alone. */
+	assert_int_equal(sqlv("SELECT count(*) FROM pg_constraint WHERE contype = 'p' "
+	                      "AND conrelid = 'mulefarm.jobs'::regclass AND conname = 'jobs_uuid'"),
+	                 1);
+	assert_int_equal(sqlv("SELECT count(*) FROM pg_indexes WHERE schemaname = 'mulefarm' "
+	                      "AND tablename = 'jobs' AND indexdef LIKE '%%(id)%%'"),
+	                 0);
 	/* A newer database than this program. */
 	sqlv("INSERT INTO mulefarm.schema_version (version, name) VALUES (999, '999_future.sql')");
 	assert_int_equal(dbq_migrate(q), DBQ_ESCHEMA);
@@ -885,6 +892,16 @@ static void test_fencing(void **state)
 	assert_string_equal(state_of(two[1].uuid, NULL), "failed"); /* queued for a retry */
 	dbq_job_free(&two[0]);
 	dbq_job_free(&two[1]);
+
+	/* jobs are found by uuid: a mangled one is the caller's error */
+	fresh = (struct dbq_job){.attempt = 1};
+	strcpy(fresh.uuid, "not-a-uuid");
+	assert_int_equal(dbq_complete(q, &fresh, 1, "hostA.f.1", &done), DBQ_EARG);
+	assert_non_null(strstr(dbq_errmsg(q), "not-a-uuid"));
+	assert_int_equal(dbq_fail(q, &fresh, "hostA.f.1", "x"), DBQ_EARG);
+	assert_int_equal(dbq_release(q, &fresh, "hostA.f.1"), DBQ_EARG);
+	memset(fresh.uuid, 'a', sizeof fresh.uuid); /* no NUL */
+	assert_int_equal(dbq_release(q, &fresh, "hostA.f.1"), DBQ_EARG);
 	dbq_close(b);
 }
 
