@@ -314,8 +314,8 @@ int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char
 		uuid_t u;
 		if (memchr(jobs[i].uuid, '\0', sizeof jobs[i].uuid) == NULL ||
 		    uuid_parse(jobs[i].uuid, u) != 0)
-			return dbq__error(q, DBQ_EARG, "complete: job %zu: '%.36s' is not a uuid", i,
-			                  jobs[i].uuid);
+			return dbq__error(q, DBQ_EARG, "complete: job %zu: '%.36s' is not a uuid",
+			                  i, jobs[i].uuid);
 		rc |= dbq__arr_put(&a[0], u, sizeof u);
 		rc |= dbq__arr_put_i32(&a[1], jobs[i].attempt);
 	}
