@@ -255,29 +255,30 @@ static int take_row(struct dbq *q, PGresult *res, int r, struct dbq_job *job)
 	return DBQ_OK;
 }
 
-int dbq_claim(struct dbq *q, const char *farm, const char *handler, int lease_s,
-              struct dbq_job *jobs, size_t max, size_t *n)
+/* The claim's parameters, checked: values[0..4] point into <limit> and
+ * <lease> (16 bytes each). */
+static int claim_params(struct dbq *q, const char *farm, const char *handler, int lease_s,
+                        size_t max, char *limit, char *lease, const char **values)
 {
-	char channel[DBQ__CHANNEL_MAX + 1], limit[16], lease[16];
-	const char *values[5] = {farm, limit, handler, lease, NULL};
-	PGresult *res;
-	int rows;
+	char channel[DBQ__CHANNEL_MAX + 1];
 
-	*n = 0;
 	if (dbq__channel(q, farm, channel, "claim") != DBQ_OK ||
 	    check_handler(q, handler, "claim") != DBQ_OK)
 		return q->rc;
 	if (lease_s <= 0 || max == 0)
 		return dbq__error(q, DBQ_EARG, "claim: <lease_s> and <max> must be positive");
-	snprintf(limit, sizeof limit, "%zu", max > INT32_MAX ? (size_t)INT32_MAX : max);
-	snprintf(lease, sizeof lease, "%d", lease_s);
-	if (dbq__usable(q, "claim") != DBQ_OK)
-		return q->rc;
+	snprintf(limit, 16, "%zu", max > INT32_MAX ? (size_t)INT32_MAX : max);
+	snprintf(lease, 16, "%d", lease_s);
+	values[0] = farm, values[1] = limit, values[2] = handler, values[3] = lease;
 	values[4] = async_ok(q);
-	res = dbq__exec(q, &claim_stmt, values, NULL, NULL, true, "claim");
-	if (res == NULL)
-		return q->rc;
-	rows = PQntuples(res);
+	return DBQ_OK;
+}
+
+/* Takes the claimed rows of <res> (and clears it). */
+static int take_rows(struct dbq *q, PGresult *res, struct dbq_job *jobs, size_t *n)
+{
+	int rows = PQntuples(res);
+
 	for (int r = 0; r < rows; r++) {
 		if (take_row(q, res, r, &jobs[r]) != DBQ_OK) {
 			/* The rows stay claimed: their leases will expire. */
@@ -292,20 +293,33 @@ int dbq_claim(struct dbq *q, const char *farm, const char *handler, int lease_s,
 	return DBQ_OK;
 }
 
-int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char *handler,
-                 size_t *done)
+int dbq_claim(struct dbq *q, const char *farm, const char *handler, int lease_s,
+              struct dbq_job *jobs, size_t max, size_t *n)
+{
+	char limit[16], lease[16];
+	const char *values[5];
+	PGresult *res;
+
+	*n = 0;
+	if (dbq__usable(q, "claim") != DBQ_OK ||
+	    claim_params(q, farm, handler, lease_s, max, limit, lease, values) != DBQ_OK)
+		return q->rc;
+	res = dbq__exec(q, &claim_stmt, values, NULL, NULL, true, "claim");
+	if (res == NULL)
+		return q->rc;
+	return take_rows(q, res, jobs, n);
+}
+
+/* The completion's parameters: the uuid and attempt arrays, in the
+ * handle's buffers. */
+static int complete_params(struct dbq *q, const struct dbq_job *jobs, size_t n, const char *handler,
+                           const char **values, int *lengths)
 {
 	struct dbq__buf *a = q->arr;
-	const char *values[4];
-	int lengths[4], formats[4] = {1, 1, 0, 0};
-	PGresult *res;
 	int rc = DBQ_OK;
 
-	*done = 0;
 	if (check_handler(q, handler, "complete") != DBQ_OK)
 		return q->rc;
-	if (n == 0)
-		return dbq__ok(q);
 	if (n > INT32_MAX)
 		return dbq__error(q, DBQ_EARG, "complete: too many jobs");
 	rc |= dbq__arr_begin(&a[0], DBQ__UUIDOID, n, false);
@@ -324,11 +338,29 @@ int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char
 	values[0] = a[0].p, lengths[0] = (int)a[0].len;
 	values[1] = a[1].p, lengths[1] = (int)a[1].len;
 	values[2] = handler, lengths[2] = 0;
-	if (dbq__usable(q, "complete") != DBQ_OK)
-		return q->rc;
 	values[3] = async_ok(q), lengths[3] = 0;
+	return DBQ_OK;
+}
+
+static const int complete_formats[4] = {1, 1, 0, 0};
+
+int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char *handler,
+                 size_t *done)
+{
+	const char *values[4];
+	int lengths[4];
+	PGresult *res;
+
+	*done = 0;
+	if (check_handler(q, handler, "complete") != DBQ_OK)
+		return q->rc;
+	if (n == 0)
+		return dbq__ok(q);
+	if (dbq__usable(q, "complete") != DBQ_OK ||
+	    complete_params(q, jobs, n, handler, values, lengths) != DBQ_OK)
+		return q->rc;
 	res = dbq__exec(q, q->no_history ? &complete_drop_stmt : &complete_stmt, values, lengths,
-	                formats, false, "complete");
+	                complete_formats, false, "complete");
 	if (res == NULL)
 		return q->rc;
 	*done = strtoul(PQcmdTuples(res), NULL, 10);
@@ -337,6 +369,36 @@ int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char
 	if (*done < n)
 		return dbq__error(q, DBQ_FENCED, "complete: %zu of %zu jobs: %s", n - *done, n,
 		                  dbq_strerror(DBQ_FENCED));
+	return dbq__ok(q);
+}
+
+int dbq_complete_claim(struct dbq *q, const struct dbq_job *job, const char *done_handler,
+                       size_t *done, const char *farm, const char *handler, int lease_s,
+                       struct dbq_job *jobs, size_t max, size_t *n)
+{
+	const char *cvalues[4], *values[5];
+	int clengths[4];
+	char limit[16], lease[16];
+	PGresult *res[2];
+
+	*done = 0;
+	*n = 0;
+	if (dbq__usable(q, "complete_claim") != DBQ_OK ||
+	    complete_params(q, job, 1, done_handler, cvalues, clengths) != DBQ_OK ||
+	    claim_params(q, farm, handler, lease_s, max, limit, lease, values) != DBQ_OK)
+		return q->rc;
+	const struct dbq__call calls[2] = {
+	        {q->no_history ? &complete_drop_stmt : &complete_stmt, cvalues, clengths,
+	         complete_formats, false},
+	        {&claim_stmt, values, NULL, NULL, true},
+	};
+	if (dbq__exec_pipeline(q, 2, calls, res, "complete_claim") != DBQ_OK)
+		return q->rc;
+	*done = strtoul(PQcmdTuples(res[0]), NULL, 10);
+	PQclear(res[0]);
+	if (take_rows(q, res[1], jobs, n) != DBQ_OK)
+		return q->rc;
+	dbq__churn(q, *done);
 	return dbq__ok(q);
 }
 

@@ -365,6 +365,86 @@ PGresult *dbq__exec(struct dbq *q, const struct dbq__stmt *s, const char *const 
 	return res;
 }
 
+/* Reads a pipeline's results up to its Sync, discarding them. */
+static int drain_to_sync(struct dbq *q, int64_t deadline, const char *what)
+{
+	for (;;) {
+		while (PQisBusy(q->conn)) {
+			int w = wait_socket(q, false, deadline);
+			if (w == 0)
+				return timed_out(q, what);
+			if (w < 0)
+				return lost(q, DBQ_ECONNLOST, what, strerror(errno));
+			if (PQconsumeInput(q->conn) == 0)
+				return failed(q, NULL, what);
+		}
+		PGresult *res = PQgetResult(q->conn);
+		if (res == NULL) {
+			if (PQstatus(q->conn) != CONNECTION_OK)
+				return failed(q, NULL, what);
+			continue; /* the end of one statement's results */
+		}
+		ExecStatusType st = PQresultStatus(res);
+		PQclear(res);
+		if (st == PGRES_PIPELINE_SYNC)
+			return DBQ_OK;
+	}
+}
+
+int dbq__exec_pipeline(struct dbq *q, size_t n, const struct dbq__call *calls, PGresult **res,
+                       const char *what)
+{
+	int64_t deadline = deadline_of(q, false);
+	int rc = DBQ_OK;
+	size_t got = 0;
+
+	for (size_t i = 0; i < n; i++)
+		res[i] = NULL;
+	if (dbq__usable(q, what) != DBQ_OK)
+		return q->rc;
+	/* Preparing is a round trip of its own, once per connection. */
+	for (size_t i = 0; i < n; i++) {
+		const struct dbq__stmt *s = calls[i].s;
+		if (!(q->prepared & (1u << s->id)) && prepare(q, s, deadline, what) != DBQ_OK)
+			return q->rc;
+	}
+	if (!PQenterPipelineMode(q->conn))
+		return failed(q, NULL, what);
+	for (size_t i = 0; i < n; i++) {
+		const struct dbq__call *c = &calls[i];
+		if (!PQsendQueryPrepared(q->conn, c->s->name, c->s->nparams, c->values, c->lengths,
+		                         c->formats, c->binary))
+			return lost(q, DBQ_ECONNLOST, what, PQerrorMessage(q->conn));
+	}
+	if (!PQpipelineSync(q->conn))
+		return lost(q, DBQ_ECONNLOST, what, PQerrorMessage(q->conn));
+	/* await() flushes, and returns one statement's result: in pipeline
+	 * mode PQgetResult() gives NULL after each. After a failure the rest
+	 * are PGRES_PIPELINE_ABORTED: drained, so that the first error stands. */
+	for (; got < n; got++) {
+		res[got] = await(q, deadline, what);
+		if (res[got] == NULL) {
+			rc = q->rc;
+			break;
+		}
+	}
+	if (!q->broken) {
+		int drc = drain_to_sync(q, deadline, what);
+		if (drc != DBQ_OK)
+			rc = drc;
+	}
+	if (!q->broken && !PQexitPipelineMode(q->conn))
+		rc = lost(q, DBQ_ECONNLOST, what, PQerrorMessage(q->conn));
+	if (rc != DBQ_OK) {
+		for (size_t i = 0; i < got; i++) {
+			PQclear(res[i]);
+			res[i] = NULL;
+		}
+		return rc;
+	}
+	return dbq__ok(q);
+}
+
 PGresult *dbq__simple_result(struct dbq *q, const char *sql, bool no_deadline, const char *what)
 {
 	PGresult *res;

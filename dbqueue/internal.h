@@ -108,6 +108,25 @@ int dbq__usable(struct dbq *q, const char *what);
 PGresult *dbq__exec(struct dbq *q, const struct dbq__stmt *s, const char *const *values,
                     const int *lengths, const int *formats, bool binary, const char *what);
 
+/* One statement of a pipeline (dbq__exec_pipeline), with dbq__exec's
+ * arguments. */
+struct dbq__call {
+	const struct dbq__stmt *s;
+	const char *const *values;
+	const int *lengths;
+	const int *formats;
+	bool binary;
+};
+
+/* Runs <n> prepared statements in one round trip (libpq pipeline mode)
+ * and one transaction: a single Sync ends them, so either all of them
+ * commit or none does. res[i] gets each statement's result (PQclear()
+ * them) when all succeeded; else every res[i] is NULL, the first error is
+ * recorded and returned, and nothing was done (unless the connection was
+ * lost: then the outcome is unknown, as for any statement). */
+int dbq__exec_pipeline(struct dbq *q, size_t n, const struct dbq__call *calls, PGresult **res,
+                       const char *what);
+
 /* Runs <sql> (simple protocol, several statements allowed) with the
  * call's deadline, or without one if <no_deadline>. Returns DBQ_OK or the
  * error (recorded). */

@@ -541,6 +541,7 @@ static struct {
 	size_t farm;
 	uint32_t epoch;   /* of the held job's handler name */
 	size_t next_farm; /* round robin over the mule's farms */
+	bool maybe_done;  /* a completion of the held job may have committed */
 } me;
 
 const struct dbq_job *dbfarm_mule_job(size_t *farm)
@@ -616,6 +617,62 @@ int dbfarm_mule_claim(int id, char *err, size_t errlen)
 	return 0;
 }
 
+/* The mule's first farm in turn, or c->n when it has none. */
+static size_t next_farm_of(int id)
+{
+	const struct dbfarm__config *c = &dbfarm__cfg;
+	for (size_t k = 0; k < c->n; k++) {
+		size_t f = (me.next_farm + k) % c->n;
+		if (farm_has_mule(f, id))
+			return f;
+	}
+	return c->n;
+}
+
+int dbfarm_mule_done_claim(int id, bool *fenced)
+{
+	struct dbfarm__config *c = &dbfarm__cfg;
+	struct dbfarm__slot *s = slot(id);
+	size_t f = next_farm_of(id);
+	*fenced = false;
+	if (!me.held || f == c->n || mule_connect(dbfarm__now_ms() + 5000) != DBQ_OK)
+		return -1;
+	char done_handler[DBFARM_NAME_MAX], handler[DBFARM_NAME_MAX];
+	dbfarm_handler_name(id, me.farm, me.epoch, done_handler, sizeof(done_handler));
+	uint32_t epoch = c->shm ? __atomic_load_n(&c->shm->epoch, __ATOMIC_SEQ_CST) : 0;
+	dbfarm_handler_name(id, f, epoch, handler, sizeof(handler));
+	struct dbq_job next;
+	size_t done = 0, n = 0;
+	if (s != NULL)
+		__atomic_store_n(&s->state, SLOT_CLAIMING, __ATOMIC_SEQ_CST);
+	int rc = dbq_complete_claim(me.q, &me.job, done_handler, &done, c->f[f].name, handler,
+	                            c->lease_s, &next, 1, &n);
+	if (rc != DBQ_OK) {
+		if (rc == DBQ_ECONNLOST || rc == DBQ_ETIMEOUT) {
+			/* Both or neither happened: claim as in dbfarm_mule_claim,
+			 * and the completion's retry may find itself fenced by
+			 * its own first try. */
+			char why[64];
+			snprintf(why, sizeof(why), "mule %d lost its claim's reply", id);
+			dbfarm__new_epoch(why);
+			me.maybe_done = true;
+		}
+		publish(id); /* still held */
+		return -1;
+	}
+	*fenced = done == 0;
+	dbq_job_free(&me.job);
+	me.held = n == 1;
+	me.job = n == 1 ? next : (struct dbq_job){0};
+	if (n == 1) {
+		me.epoch = epoch;
+		me.farm = f;
+	}
+	me.next_farm = f + 1;
+	publish(id);
+	return n == 1;
+}
+
 static int finish_once(int id, enum dbfarm_outcome how, const char *error, const char *handler)
 {
 	size_t done = 0;
@@ -642,7 +699,8 @@ int dbfarm_mule_finish(int id, enum dbfarm_outcome how, const char *error, char 
 	dbfarm_handler_name(id, me.farm, me.epoch, handler, sizeof(handler));
 	int64_t deadline = dbfarm__now_ms() + (int64_t)dbfarm__cfg.lease_s * 1000;
 	int backoff = BACKOFF_MIN_MS, rc;
-	bool retried = false;
+	bool retried = me.maybe_done && how == DBF_DONE;
+	me.maybe_done = false;
 	for (;;) {
 		rc = mule_connect(deadline);
 		if (rc == DBQ_OK)

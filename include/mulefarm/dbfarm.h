@@ -130,6 +130,15 @@ int dbfarm_mule_claim(int id, char *err, size_t errlen);
 int dbfarm_mule_finish(int id, enum dbfarm_outcome how, const char *error, char *err,
                        size_t errlen);
 
+/* Records the held job as done and claims one job of the mule's next
+ * database farm, in one round trip and one transaction
+ * (dbq_complete_claim). Returns 1 (done, and the next job held), 0 (done,
+ * none queued in that farm), or -1: nothing was recorded for certain, so
+ * the job is still held: settle it with dbfarm_mule_finish() and claim
+ * with dbfarm_mule_claim(), which report any error. *fenced: the
+ * completion was fenced off (the lease had moved on). */
+int dbfarm_mule_done_claim(int id, bool *fenced);
+
 /* The mule's wake-up counter: read it before claiming, then sleep on it,
  * so a wake-up in between is not lost. */
 uint32_t dbfarm_mule_seq(int id);

@@ -32,11 +32,10 @@
  * must fit PostgreSQL's 63-byte identifiers).
  *
  * The model (see shared/DESIGN.md, "Database queue, in outline"):
- *   - a job row: id (bigint, ordering), uuid (client-generated: enqueue is
- *     idempotent), farm, payload (bytea), state (queued, running, done,
- *     failed, discarded), priority (lower runs first), run_at, handler
- *     (NULL until claimed), attempt, max_attempts, lease_until, unique_key,
- *     timestamps, last_error;
+ *   - a job row: id (bigint, ordering only: not indexed on its own), uuid
+ *     (client-generated: enqueue is idempotent; the primary key), farm, payload (bytea), state
+ * (queued, running, done, failed, discarded), priority (lower runs first), run_at, handler (NULL
+ * until claimed), attempt, max_attempts, lease_until, unique_key, timestamps, last_error;
  *   - a claim is one statement per batch (a MATERIALIZED CTE selecting
  *     queued rows of the farm whose run_at has come, ORDER BY priority,
  *     run_at, id, LIMIT n, FOR NO KEY UPDATE SKIP LOCKED, then UPDATE ...
@@ -50,6 +49,11 @@
  *     every insert transaction (that serialises commits cluster-wide):
  *     dbq_notify() is called by the enqueuer after commit, coalesced
  *     (dbq_notify_coalesced(): at most one per farm per few ms);
+ *   - round trips: each call is one statement (batches travel as arrays),
+ *     except the first use of a statement on a connection (it is prepared
+ *     first); libpq pipeline mode serves the one place where two calls
+ *     always follow each other, a mule's completion and its next claim
+ *     (dbq_complete_claim);
  *   - done and discarded jobs leave the hot table in the statement that
  *     finishes them (moved to mulefarm.history, kept for the retention
  *     period: dbq_prune), so the hot table and the claim index stay as
@@ -182,6 +186,18 @@ int dbq_claim(struct dbq *q, const char *farm, const char *handler, int lease_s,
  * the jobs (dbq_job_free). */
 int dbq_complete(struct dbq *q, const struct dbq_job *jobs, size_t n, const char *handler,
                  size_t *done);
+
+/* dbq_complete() of one <job> held by <done_handler>, then dbq_claim() of
+ * up to <max> jobs of <farm> for <handler>: both statements in one round
+ * trip (libpq pipeline mode) and one transaction, so both happen or
+ * neither does. *done: 1 completed, 0 fenced off (not an error here: the
+ * claim happens all the same). *n: jobs claimed into jobs[]. The caller
+ * still frees <job>. A mule that asks for its next job after finishing one
+ * saves a round trip per job, which is most of a short job's cost when
+ * the database is on another host. */
+int dbq_complete_claim(struct dbq *q, const struct dbq_job *job, const char *done_handler,
+                       size_t *done, const char *farm, const char *handler, int lease_s,
+                       struct dbq_job *jobs, size_t max, size_t *n);
 
 /* Whether dbq_complete keeps done jobs in the history (<keep>, the
  * default) or only deletes them: no retention (mulefarm's

@@ -366,3 +366,32 @@ def test_mule_killed_while_claiming_leaves_the_job_to_its_lease(pg_cluster, hand
     assert rows.splitlines()[1] == "stuck|hk~1.jobs.1|2", rows
     err = pg_cluster.sql("SELECT last_error FROM mulefarm.history WHERE uuid = '%s'" % stuck, db="h_claimkill")
     assert "lease expired (handler hk.jobs.1)" in err, err
+
+
+@pytest.mark.timeout(90)
+def test_mule_completes_and_claims_in_one_transaction(pg_cluster, handlers, server):
+    """Asking for the next job completes the last one and claims the next
+    in one round trip (libpq pipeline mode) and one transaction
+    (dbq_complete_claim). Counted by PostgreSQL, once the handler has
+    exited (its backends' statistics are flushed then): per job, the mule's
+    side effect (one autocommit INSERT) and one queue transaction, where a
+    completion and a separate claim would make two."""
+    dsn = effects_db(pg_cluster, "h_pipe")
+    web = server(web_args(dsn))
+    h = handlers(handler_args(dsn, "hp", mules=1), env=env(dsn))
+    h.wait_log(r"spawned mule 1")
+    time.sleep(2)  # start-up: migrations, LISTEN, the first claim
+    xacts = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'h_pipe'"
+    before = int(pg_cluster.sql(xacts))
+    n = 400
+    submit(web, n, "p", batch=n)  # one enqueue transaction
+    wait_until(lambda: sum(effect_counts(pg_cluster, "h_pipe").values()) >= n, 60, "%d effects" % n)
+    assert h.stop() == 0, h.log_text()
+    time.sleep(1)
+    per_job = (int(pg_cluster.sql(xacts)) - before) / n
+    print("transactions per job: %.2f" % per_job)
+    counts = effect_counts(pg_cluster, "h_pipe")
+    assert len(counts) == n and set(counts.values()) == {1}
+    assert pg_cluster.sql("SELECT count(*) FROM mulefarm.history WHERE state = 'done'", db="h_pipe") == str(n)
+    # 2 plus the keeper's renewals and statistics; 3 without the pipeline
+    assert per_job < 2.4, per_job

@@ -905,6 +905,75 @@ static void test_fencing(void **state)
 	dbq_close(b);
 }
 
+/* The pipelined completion + claim: one round trip, one transaction. */
+static void test_complete_claim(void **state)
+{
+	struct dbq_job first, next[2], stale;
+	size_t done, n;
+
+	enqueue_n("f", 3);
+	first = claim_one(q, "f", "h.f.1", 30);
+	assert_int_equal(
+	        dbq_complete_claim(q, &first, "h.f.1", &done, "f", "h.f.1", 30, next, 2, &n),
+	        DBQ_OK);
+	assert_int_equal(done, 1);
+	assert_int_equal(n, 2);
+	assert_string_equal(state_of(first.uuid, NULL), "done");
+	assert_string_equal(state_of(next[0].uuid, NULL), "running");
+	assert_string_equal(state_of(next[1].uuid, NULL), "running");
+	assert_true(next[0].id < next[1].id); /* claim order */
+	assert_string_equal(next[1].payload, "job-2");
+	dbq_job_free(&first);
+
+	/* a fenced completion is no error: the claim happens all the same */
+	stale = next[0];
+	stale.attempt = 7;
+	enqueue_n("f", 1);
+	assert_int_equal(
+	        dbq_complete_claim(q, &stale, "h.f.1", &done, "f", "h.f.2", 30, &first, 1, &n),
+	        DBQ_OK);
+	assert_int_equal(done, 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(state_of(next[0].uuid, NULL), "running");
+	complete_one(q, &first, "h.f.2");
+
+	/* nothing queued: completed, none claimed */
+	assert_int_equal(
+	        dbq_complete_claim(q, &next[0], "h.f.1", &done, "f", "h.f.1", 30, &first, 1, &n),
+	        DBQ_OK);
+	assert_int_equal(done, 1);
+	assert_int_equal(n, 0);
+	dbq_job_free(&next[0]);
+
+	/* A failing claim undoes the completion (one transaction), the first
+	 * error is reported, and the handle leaves pipeline mode usable. */
+	sqlv("CREATE FUNCTION public.mf_boom() RETURNS trigger LANGUAGE plpgsql AS "
+	     "$$ BEGIN RAISE EXCEPTION 'boom claim'; END $$");
+	sqlv("CREATE TRIGGER boom BEFORE UPDATE ON mulefarm.jobs FOR EACH ROW "
+	     "WHEN (NEW.farm = 'boom' AND NEW.state = 'running') EXECUTE FUNCTION "
+	     "public.mf_boom()");
+	enqueue_n("boom", 1);
+	assert_int_equal(dbq_complete_claim(q, &next[1], "h.f.1", &done, "boom", "h.boom.1", 30,
+	                                    &first, 1, &n),
+	                 DBQ_EQUERY);
+	assert_non_null(strstr(dbq_errmsg(q), "boom claim"));
+	assert_int_equal(done, 0);
+	assert_int_equal(n, 0);
+	assert_string_equal(state_of(next[1].uuid, NULL), "running");
+	sqlv("DROP TRIGGER boom ON mulefarm.jobs");
+	sqlv("DROP FUNCTION public.mf_boom()");
+	complete_one(q, &next[1], "h.f.1");
+	assert_int_equal(sqlv("SELECT count(*) FROM mulefarm.jobs WHERE farm = 'f'"), 0);
+
+	/* argument errors before anything is sent */
+	assert_int_equal(dbq_complete_claim(q, &stale, "h.f.1", &done, "f", "", 30, &first, 1, &n),
+	                 DBQ_EARG);
+	strcpy(stale.uuid, "x");
+	assert_int_equal(
+	        dbq_complete_claim(q, &stale, "h.f.1", &done, "f", "h.f.1", 30, &first, 1, &n),
+	        DBQ_EARG);
+}
+
 static void test_fail_retry_discard(void **state)
 {
 	struct dbq_new_job j = job_of("f", "doomed");
@@ -1209,6 +1278,21 @@ static void test_connection_lost(void **state)
 	assert_int_equal(dbq_reconnect(q), DBQ_OK);
 	assert_int_equal(dbq_notify(p, "f"), DBQ_OK);
 	assert_int_equal(dbq_wait(q, 5000), 1);
+	/* in the pipeline too; after a reconnect it works again */
+	job = claim_one(q, "f", "h.f.1", 30);
+	struct dbq_job next;
+	size_t done;
+	kill_backend(q);
+	assert_int_equal(
+	        dbq_complete_claim(q, &job, "h.f.1", &done, "f", "h.f.1", 30, &next, 1, &n),
+	        DBQ_ECONNLOST);
+	assert_int_equal(dbq_reconnect(q), DBQ_OK);
+	assert_int_equal(
+	        dbq_complete_claim(q, &job, "h.f.1", &done, "f", "h.f.1", 30, &next, 1, &n),
+	        DBQ_OK);
+	assert_int_equal(done, 1);
+	assert_int_equal(n, 0);
+	dbq_job_free(&job);
 	dbq_close(p);
 }
 
@@ -1253,6 +1337,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_exactly_once, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_vacuum_and_commit_mode, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_fencing, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_complete_claim, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_fail_retry_discard, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_release, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_renew, setup, teardown),
