@@ -368,6 +368,8 @@ PGresult *dbq__exec(struct dbq *q, const struct dbq__stmt *s, const char *const 
 /* Reads a pipeline's results up to its Sync, discarding them. */
 static int drain_to_sync(struct dbq *q, int64_t deadline, const char *what)
 {
+	int nulls = 0;
+
 	for (;;) {
 		while (PQisBusy(q->conn)) {
 			int w = wait_socket(q, false, deadline);
@@ -382,8 +384,13 @@ static int drain_to_sync(struct dbq *q, int64_t deadline, const char *what)
 		if (res == NULL) {
 			if (PQstatus(q->conn) != CONNECTION_OK)
 				return failed(q, NULL, what);
-			continue; /* the end of one statement's results */
+			/* One NULL ends a statement's results; two in a row:
+			 * nothing more is coming, the Sync was lost. */
+			if (++nulls == 2)
+				return lost(q, DBQ_ECONNLOST, what, "pipeline out of step");
+			continue;
 		}
+		nulls = 0;
 		ExecStatusType st = PQresultStatus(res);
 		PQclear(res);
 		if (st == PGRES_PIPELINE_SYNC)
