@@ -346,6 +346,12 @@ load() {
 		"${NAME[$id]}" "$mode" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${ERRS[$key]}" "${NON2XX[$key]}" \
 		"${PROBE[$key]:-?}" "${QUEUED[$key]:-?}" "$cpu"
 	starved "$key" && echo "$SCRIPT: note: ${NAME[$id]} ($mode) starves clients: a 51st request took ${PROBE[$key]} ms; its p99 only covers the connections it served" >&2
+	# A server that closes after each response without saying so (uWSGI
+	# --http-socket sends no Connection: close) makes wrk write its next
+	# request into a closed connection, fail, and reconnect: every request
+	# costs wrk a failed one, whose time no latency sample covers.
+	((ERRS[$key] * 10 < REQS[$key] * 9)) ||
+		echo "$SCRIPT: note: ${NAME[$id]} ($mode): ${ERRS[$key]} socket errors in ${REQS[$key]} requests: it closes without Connection: close, and wrk's failed retry on each closed connection is in no latency sample" >&2
 	[[ ${NON2XX[$key]} == 0 ]] || echo "$SCRIPT: warning: ${NAME[$id]} ($mode): ${NON2XX[$key]} non-2xx responses" >&2
 }
 
