@@ -64,11 +64,7 @@ need python3 "$PY"
 need setsid setsid
 need_uwsgi_plugins python3 http
 [[ -f $APP ]] || die "WSGI app $APP not found"
-if [[ $SKIP_MULEFARM == 1 ]]; then
-	echo "http.sh: SKIP_MULEFARM=1: mulefarm is skipped"
-elif [[ ! -x $BIN ]]; then
-	die "mulefarm binary $BIN not found: build it with 'make' (or set MULEFARM_BIN, or SKIP_MULEFARM=1)"
-fi
+need_mulefarm
 
 # ---- the servers ------------------------------------------------------------
 

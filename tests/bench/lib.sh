@@ -34,6 +34,19 @@ need() { # need NAME PATH-OR-COMMAND
 		die "$1 not found ($2). Install the benchmark dependencies: scripts/deps.sh bench"
 }
 
+# need_mulefarm [OPTION]: $BIN is runnable (and its --help lists OPTION),
+# unless SKIP_MULEFARM=1. Not grep -q: it stops reading early, and pipefail
+# would take mulefarm's SIGPIPE for a failure.
+need_mulefarm() {
+	if [[ ${SKIP_MULEFARM:-0} == 1 ]]; then
+		echo "$SCRIPT: SKIP_MULEFARM=1: mulefarm is skipped"
+	elif [[ ! -x $BIN ]]; then
+		die "mulefarm binary $BIN not found: build it with 'make' (or set MULEFARM_BIN, or SKIP_MULEFARM=1)"
+	elif [[ -n ${1:-} ]] && ! "$BIN" --help 2>&1 | grep -- "$1" >/dev/null; then
+		die "$BIN has no $1 option"
+	fi
+}
+
 # need_uwsgi_plugins P...: Debian's uwsgi is modular (python3 comes from
 # uwsgi-plugin-python3, the --http router is the http plugin of uwsgi-core);
 # a plugin that fails to load is only a message, the exit status is 0.
@@ -348,10 +361,11 @@ load() {
 	starved "$key" && echo "$SCRIPT: note: ${NAME[$id]} ($mode) starves clients: a 51st request took ${PROBE[$key]} ms; its p99 only covers the connections it served" >&2
 	# A server that closes after each response without saying so (uWSGI
 	# --http-socket sends no Connection: close) makes wrk write its next
-	# request into a closed connection, fail, and reconnect: every request
-	# costs wrk a failed one, whose time no latency sample covers.
+	# request into a closed connection, fail, and reconnect: nearly every
+	# request then counts a socket error, and the failed attempts are in no
+	# latency sample.
 	((ERRS[$key] * 10 < REQS[$key] * 9)) ||
-		echo "$SCRIPT: note: ${NAME[$id]} ($mode): ${ERRS[$key]} socket errors in ${REQS[$key]} requests: it closes without Connection: close, and wrk's failed retry on each closed connection is in no latency sample" >&2
+		echo "$SCRIPT: note: ${NAME[$id]} ($mode): ${ERRS[$key]} socket errors in ${REQS[$key]} requests (a server closing without Connection: close does this); wrk's failed attempts are in no latency sample" >&2
 	[[ ${NON2XX[$key]} == 0 ]] || echo "$SCRIPT: warning: ${NAME[$id]} ($mode): ${NON2XX[$key]} non-2xx responses" >&2
 }
 

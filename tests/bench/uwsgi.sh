@@ -66,14 +66,7 @@ need python3 "$PY"
 need setsid setsid
 need_uwsgi_plugins python3
 [[ -f $APP ]] || die "WSGI app $APP not found"
-if [[ $SKIP_MULEFARM == 1 ]]; then
-	echo "$SCRIPT: SKIP_MULEFARM=1: mulefarm is skipped"
-elif [[ ! -x $BIN ]]; then
-	die "mulefarm binary $BIN not found: build it with 'make' (or set MULEFARM_BIN, or SKIP_MULEFARM=1)"
-# (not grep -q: it stops reading early, and pipefail takes the writer's SIGPIPE for a failure)
-elif ! "$BIN" --help 2>&1 | grep -- '--socket' >/dev/null; then
-	die "$BIN has no --socket option"
-fi
+need_mulefarm --socket
 
 NAME[mf]="mulefarm --socket"
 NAME[uw]="uWSGI --socket"
