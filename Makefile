@@ -138,8 +138,9 @@ cluster: all ## run tests/cluster/cluster.sh (network namespaces; root), else sa
 		echo "*** SKIPPED: cannot create network namespaces (need root) -- tests/cluster not run ***"; \
 	fi
 
-integration: all ## run the pytest integration suite against $(BUILD)/mulefarm
+integration: all $(BUILD)/bench/httplat ## run the pytest integration suite against $(BUILD)/mulefarm
 	MULEFARM_BIN=$(abspath $(BUILD)/mulefarm) MULEFARM_HANDLER_BIN=$(abspath $(BUILD)/mulefarm-handler) \
+		HTTPLAT_BIN=$(abspath $(BUILD)/bench/httplat) \
 		$(PYTHON) -m pytest -q tests/integration
 
 # libFuzzer targets (ASan+UBSan), one per pure parser. `make test` replays
@@ -205,7 +206,13 @@ $(BUILD)/bench/dbqueue_bench: tests/bench/dbqueue_bench.c $(DBQ_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(DBQ_LIB) $(LDFLAGS) $(LDLIBS)
 
-bench: all $(BUILD)/bench/dbqueue_bench ## side-by-side benchmarks against uWSGI, gunicorn, nginx, pgbench (BENCH=http,uwsgi,static,reload,restart,farm,dbqueue)
+# The open-loop HTTP latency client of tests/bench/http.sh (its own
+# integration test checks what it counts).
+$(BUILD)/bench/httplat: tests/bench/httplat.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
+
+bench: all $(BUILD)/bench/dbqueue_bench $(BUILD)/bench/httplat ## side-by-side benchmarks against uWSGI, gunicorn, nginx, pgbench (BENCH=http,uwsgi,static,reload,restart,farm,dbqueue)
 	@scripts/deps.sh bench
 	@set -e; for b in $(subst $(comma), ,$(BENCH)); do tests/bench/$$b.sh; done
 

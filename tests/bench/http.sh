@@ -15,9 +15,24 @@
 #   scenario 3  keep-alive   mulefarm --http-socket vs uWSGI --http11-socket  >= 1.2
 #   scenario 4  keep-alive   mulefarm --http vs uWSGI --http (router process) >= 2.5
 #   scenario 5  gunicorn (sync, 2 workers) keep-alive and close, for information
+#   scenario 6  p99 at the same offered load: mulefarm --http-socket vs uWSGI
+#               --http-socket, keep-alive and close, with tests/bench/httplat
+#               (open loop, LAT_RATE req/s to each)                   p99 <= uWSGI's
 #   memory      average worker PSS (/proc/PID/smaps_rollup, after the load),
 #               mulefarm vs uWSGI                                             <= 1.0
-# In every mulefarm/uWSGI pair mulefarm's p99 must be no worse than uWSGI's.
+#
+# Latency. "p99 no worse than uWSGI's" is decided by scenario 6. wrk is a
+# closed loop: each connection sends its next request when the last one is
+# answered, so the faster server is also sent more requests, and wrk's p99
+# of two servers are taken at different loads (scenario 1: mulefarm serves
+# 4x uWSGI's load there, and a 2-CPU machine at that load has a tail nginx
+# shares). httplat sends requests at one fixed rate to both, and a request's
+# latency runs from when it was due, so a server that falls behind pays for
+# it. The wrk p99 of each run is still shown next to uWSGI's, for information.
+# uWSGI's --http-socket never says Connection: close, so with wrk every one of
+# its requests ends in a socket error, and those attempts are in no latency
+# sample; its close run is therefore also shown with --add-header
+# "Connection: close" (uw_hsc), which makes wrk's figures for it honest.
 # Half-way through every run one extra client times a request ("probe"): a
 # server that leaves connections waiting in its accept queue (uWSGI
 # --http11-socket: each of the 2 workers holds one keep-alive connection, the
@@ -34,6 +49,12 @@
 #   APP=...            WSGI file (default examples/hello/app.py)
 #   OUT=...            machine-readable summary (default build/bench/http.txt)
 #   STRICT=1           exit 1 if any target is missed (default: report only)
+#   LAT_RATE=...       scenario 6's offered load, req/s (default: 60% of what
+#                      uWSGI --http-socket served with close in this run)
+#   LAT_ROUNDS=6       scenario 6 rounds, the servers alternating; each
+#                      server's median p99 is compared
+#   LAT_DURATION=5     seconds of each scenario 6 run (after 1s unmeasured)
+#   HTTPLAT_BIN=...    the latency client (default build/bench/httplat)
 #
 # Needs: wrk, uwsgi + uwsgi-plugin-python3, gunicorn, nginx, curl (and ss
 # from iproute2 for the accept-queue column; `scripts/deps.sh bench test`).
@@ -72,6 +93,7 @@ NAME[mf_hs]="mulefarm --http-socket"
 NAME[mf_http]="mulefarm --http"
 NAME[mf_rp]="mulefarm --reuse-port"
 NAME[uw_hs]="uWSGI --http-socket"
+NAME[uw_hsc]="uWSGI +Connection: close"
 NAME[uw_h11]="uWSGI --http11-socket"
 NAME[uw_http]="uWSGI --http"
 NAME[gu]="gunicorn sync"
@@ -109,6 +131,9 @@ else
 fi
 # Scenario 1 (keep-alive; uWSGI closes every connection) and 2 (close).
 run_server uw_hs INT "ka close" uwsgi --plugin python3 --http-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
+# The same, telling the client it closes (see "Latency" above).
+run_server uw_hsc INT "close" uwsgi --plugin python3 --http-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}" \
+	--add-header "Connection: close"
 # Scenario 3: uWSGI's keep-alive capable HTTP/1.1 socket.
 run_server uw_h11 INT "ka" uwsgi --plugin python3 --http11-socket 127.0.0.1:@PORT@ "${UW_ARGS[@]}"
 # Scenario 4: the --http router. The router lives in the separate "http"
@@ -176,17 +201,120 @@ load ngx ka "$NGX_PORT"
 measure_mem ngx
 stop_server TERM
 
+# ---- scenario 6: p99 at the same offered load -------------------------------
+
+# lat_load ID MODE PORT: one httplat run at $LAT_RATE; appends its p99 to
+# LAT_P99S[ID.MODE] (and p50 to LAT_P50S).
+lat_load() {
+	local id=$1 mode=$2 port=$3 key=$1.$2 out=$TMP/$1.$2.lat opt=() k v
+	[[ $mode == close ]] && opt=(-C)
+	"$LAT" -c"$CONNS" -r"$LAT_RATE" -d"$LAT_DURATION" -w1 "${opt[@]}" 127.0.0.1:"$port" / >"$out" ||
+		{ cat "$out" >&2; die "httplat failed against ${NAME[$id]}"; }
+	declare -A f=()
+	while read -r k v; do f[$k]=$v; done <"$out"
+	[[ -n ${f[p99]:-} ]] || { cat "$out" >&2; die "cannot parse httplat output for ${NAME[$id]} ($mode)"; }
+	printf '   %-28s %-6s %6s req/s offered, %6s served  p50 %7s ms  p99 %7s ms  p99.9 %7s ms  errors %s  unsent %s  connections %s  retries %s\n' \
+		"${NAME[$id]}" "$mode" "$LAT_RATE" "${f[rate]}" "${f[p50]}" "${f[p99]}" "${f[p999]}" "${f[errors]}" \
+		"${f[unsent]}" "${f[connects]}" "${f[retries]}"
+	LAT_P50S[$key]="${LAT_P50S[$key]:-} ${f[p50]}"
+	LAT_P99S[$key]="${LAT_P99S[$key]:-} ${f[p99]}"
+	LAT_BAD[$key]=$((${LAT_BAD[$key]:-0} + f[errors] + f[unsent]))
+}
+
+median() { # median NUMBER... -> the middle value (the lower middle of an even count)
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+# lat_row SCENARIO KEY VS_KEY: KEY's median p99 must not exceed VS_KEY's, and
+# KEY must answer every request it was offered.
+lat_row() {
+	local sc=$1 key=$2 vs=$3 a b p50 vp50 res=PASS note verdict
+	# shellcheck disable=SC2086 # the lists are space-separated numbers
+	{
+		a=$(median ${LAT_P99S[$key]:-})
+		b=$(median ${LAT_P99S[$vs]:-})
+		p50=$(median ${LAT_P50S[$key]:-})
+		vp50=$(median ${LAT_P50S[$vs]:-})
+	}
+	verdict=-
+	if [[ -z $a ]]; then
+		res=SKIP
+		SKIPS=$((SKIPS + 1))
+	else
+		verdict="ok($b)"
+		awk -v a="$a" -v b="$b" 'BEGIN { exit !(b != "" && a + 0 <= b + 0) }' ||
+			{ verdict="WORSE(${b:-?})" && res=MISS; }
+		((${LAT_BAD[$key]:-0} == 0)) || { verdict="${LAT_BAD[$key]}-unanswered" && res=MISS; }
+		[[ $res == MISS ]] && MISSES=$((MISSES + 1))
+	fi
+	note="p99 of each round:${LAT_P99S[$key]:- -} vs${LAT_P99S[$vs]:- -}"
+	ROWS+=("$(printf '%-12s %-23s %-5s %8s %7s %7s %8s  %-22s %-5s %8s %6s %6s  %-24s %s  (%s)' \
+		"$sc" "${NAME[${key%.*}]}" "${key#*.}" "$LAT_RATE" "${p50:--}" "${a:--}" - "${NAME[${vs%.*}]}" "${vs#*.}" \
+		"$LAT_RATE" - "p99<=" "$verdict" "$res" "$note")")
+	CMP+=("latcmp $sc $key $LAT_RATE ${p50:--} ${a:--} $vs ${vp50:--} ${b:--} $res")
+}
+
+declare -A LAT_P50S=() LAT_P99S=() LAT_BAD=()
+LAT=$(abspath "${HTTPLAT_BIN:-$ROOT/build/bench/httplat}")
+LAT_ROUNDS=${LAT_ROUNDS:-6}
+LAT_DURATION=${LAT_DURATION:-5}
+[[ $LAT_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "LAT_ROUNDS must be a positive integer"
+[[ $LAT_DURATION =~ ^[1-9][0-9]*$ ]] || die "LAT_DURATION must be a positive integer"
+if [[ -z ${LAT_RATE:-} ]]; then
+	LAT_RATE=$(awk -v r="${RPS[uw_hs.close]:-0}" 'BEGIN { printf "%d", int(r * 0.6 / 1000) * 1000 }')
+	((LAT_RATE > 0)) || LAT_RATE=5000
+fi
+[[ $LAT_RATE =~ ^[1-9][0-9]*$ ]] || die "LAT_RATE must be a positive integer"
+if [[ ! -x $LAT ]]; then
+	echo "$SCRIPT: warning: $LAT not built (make bench builds it): scenario 6 skipped" >&2
+elif [[ $SKIP_MULEFARM == 1 ]]; then
+	echo "== scenario 6: skipped (SKIP_MULEFARM)"
+else
+	# Both servers run at once (an idle one costs nothing) and the short
+	# runs alternate, so that both meet the same moments of a noisy machine.
+	echo "== scenario 6: httplat -c$CONNS -r$LAT_RATE -d${LAT_DURATION}s (after 1s), $LAT_ROUNDS round(s), alternating"
+	MF_LAT_PORT=$(free_port)
+	start_server mf_hs "$MF_LAT_PORT" "$BIN" --http-socket 127.0.0.1:"$MF_LAT_PORT" "${MF_ARGS[@]}"
+	MF_LAT_PID=$SRV_PID
+	BG_PIDS+=("$MF_LAT_PID")
+	UW_LAT_PORT=$(free_port)
+	start_server uw_hs "$UW_LAT_PORT" uwsgi --plugin python3 --http-socket 127.0.0.1:"$UW_LAT_PORT" "${UW_ARGS[@]}"
+	# One mode after the other, and the first server changes every round:
+	# what a run leaves behind (uWSGI's keep-alive run closes tens of
+	# thousands of connections, whose TIME_WAIT timers fire a minute later)
+	# falls on both alike.
+	for m in ka close; do
+		for ((round = 1; round <= LAT_ROUNDS; round++)); do
+			if ((round % 2)); then
+				lat_load mf_hs "$m" "$MF_LAT_PORT"
+				lat_load uw_hs "$m" "$UW_LAT_PORT"
+			else
+				lat_load uw_hs "$m" "$UW_LAT_PORT"
+				lat_load mf_hs "$m" "$MF_LAT_PORT"
+			fi
+		done
+	done
+	stop_server INT
+	SRV_PID=$MF_LAT_PID
+	stop_server INT
+	BG_PIDS=("${BG_PIDS[@]/#$MF_LAT_PID/}") # gone: cleanup must not kill a reused pid
+fi
+
 # ---- report -----------------------------------------------------------------
 
-row 1-keepalive mf_hs.ka uw_hs.ka ">=1.5" uw_hs.ka
-row 2-close mf_hs.close ngx.close ">=0.95" uw_hs.close
-row 2-close mf_rp.close ngx.close ">=0.95" uw_hs.close
+# wrk's p99 next to uWSGI's, for information ("~"): scenario 6 decides.
+row 1-keepalive mf_hs.ka uw_hs.ka ">=1.5" "~uw_hs.ka"
+row 2-close mf_hs.close ngx.close ">=0.95" "~uw_hsc.close"
+row 2-close mf_rp.close ngx.close ">=0.95" "~uw_hsc.close"
 row 2-close uw_hs.close ngx.close - -
-row 3-keepalive mf_hs.ka uw_h11.ka ">=1.2" uw_h11.ka
-row 4-http mf_http.ka uw_http.ka ">=2.5" uw_http.ka
+row 2-close uw_hsc.close ngx.close - -
+row 3-keepalive mf_hs.ka uw_h11.ka ">=1.2" "~uw_h11.ka"
+row 4-http mf_http.ka uw_http.ka ">=2.5" "~uw_http.ka"
 row 5-gunicorn gu.ka uw_hs.ka - -
 row 5-gunicorn gu.close uw_hs.close - -
 row ceiling ngx.ka ngx.close - -
+lat_row 6-equal-load mf_hs.ka uw_hs.ka
+lat_row 6-equal-load mf_hs.close uw_hs.close
 mem_row memory mf_hs uw_hs "<=1.0"
 mem_row memory-http mf_http uw_http -
 
@@ -208,7 +336,9 @@ mkdir -p "$(dirname "$OUT")"
 	echo "# cmp <scenario> <id.mode> <rps> <p50_ms> <p99_ms> <vs_id.mode> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
 	echo "# memcmp <scenario> <id> <avg_pss_kib> <vs_id> <vs_avg_pss_kib> <ratio> <target> <PASS|MISS|SKIP|info>"
 	echo "# ids: mf_hs mulefarm --http-socket, mf_http mulefarm --http, uw_hs uWSGI --http-socket,"
+	echo "#      uw_hsc uWSGI --http-socket --add-header 'Connection: close',"
 	echo "#      uw_h11 uWSGI --http11-socket, uw_http uWSGI --http --http-keepalive, gu gunicorn sync, ngx nginx"
+	echo "# latcmp <scenario> <id.mode> <offered_rps> <p50_ms> <p99_ms> <vs_id.mode> <vs_p50_ms> <vs_p99_ms> <PASS|MISS|SKIP> (medians)"
 	write_runs
 	printf '%s\n' "${CMP[@]}"
 	echo "result misses=$MISSES skips=$SKIPS"

@@ -457,9 +457,15 @@ SKIPS=0
 
 # row SCENARIO KEY VS_KEY TARGET P99_KEY
 #   KEY/VS_KEY: ID.MODE; TARGET: ">=1.5" or "-" (information);
-#   P99_KEY: the uWSGI run whose p99 KEY's must not exceed, or "-".
+#   P99_KEY: the uWSGI run whose p99 KEY's must not exceed, or "-"; with a
+#   leading "~" the two p99 are shown but do not decide (http.sh decides
+#   latency at an equal offered load instead).
 row() {
-	local sc=$1 key=$2 vs=$3 target=$4 pk=$5 id=${2%.*} vid=${3%.*} r p99ok=- res
+	local sc=$1 key=$2 vs=$3 target=$4 pk=$5 id=${2%.*} vid=${3%.*} r p99ok=- res p99info=0
+	if [[ $pk == "~"* ]]; then
+		pk=${pk#"~"}
+		p99info=1
+	fi
 	local rps=${RPS[$key]:-} p50=${P50[$key]:-} p99=${P99[$key]:-} vrps=${RPS[$vs]:-}
 	r=$(ratio "$rps" "$vrps")
 	if [[ -z $rps ]]; then
@@ -480,6 +486,8 @@ row() {
 		elif [[ $pk != - ]]; then
 			if awk -v a="$p99" -v b="${P99[$pk]:-}" 'BEGIN { exit !(b != "" && a + 0 <= b + 0) }'; then
 				p99ok="ok(${P99[$pk]})"
+			elif ((p99info)); then
+				p99ok="higher(${P99[$pk]:-?}),info"
 			else
 				p99ok="WORSE(${P99[$pk]:-?})"
 				res=MISS
