@@ -221,10 +221,6 @@ lat_load() {
 	LAT_BAD[$key]=$((${LAT_BAD[$key]:-0} + f[errors] + f[unsent]))
 }
 
-median() { # median NUMBER... -> the middle value (the lower middle of an even count)
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
-}
-
 # lat_row SCENARIO KEY VS_KEY: KEY's median p99 must not exceed VS_KEY's, and
 # KEY must answer every request it was offered.
 lat_row() {

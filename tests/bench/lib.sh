@@ -369,6 +369,20 @@ load() {
 	[[ ${NON2XX[$key]} == 0 ]] || echo "$SCRIPT: warning: ${NAME[$id]} ($mode): ${NON2XX[$key]} non-2xx responses" >&2
 }
 
+# copy_run DEST SRC: make run DEST a copy of run SRC (all its figures).
+copy_run() {
+	local dest=$1 src=$2
+	RPS[$dest]=${RPS[$src]}
+	P50[$dest]=${P50[$src]}
+	P99[$dest]=${P99[$src]}
+	REQS[$dest]=${REQS[$src]:-}
+	ERRS[$dest]=${ERRS[$src]}
+	NON2XX[$dest]=${NON2XX[$src]}
+	PROBE[$dest]=${PROBE[$src]:-}
+	QUEUED[$dest]=${QUEUED[$src]:-}
+	CPU_US[$dest]=${CPU_US[$src]:-}
+}
+
 # best_of KEY CANDIDATE...: make KEY the candidate run with the most req/s
 # (for ROUNDS > 1: each server runs several times, alternating with the
 # others, and each keeps its best round - background load then hurts every
@@ -380,16 +394,28 @@ best_of() {
 		[[ -n ${RPS[$k]:-} ]] || continue
 		if [[ -z $best ]] || ((RPS[$k] > RPS[$best])); then best=$k; fi
 	done
-	[[ -n $best ]] || return 0
-	RPS[$dest]=${RPS[$best]}
-	P50[$dest]=${P50[$best]}
-	P99[$dest]=${P99[$best]}
-	REQS[$dest]=${REQS[$best]:-}
-	ERRS[$dest]=${ERRS[$best]}
-	NON2XX[$dest]=${NON2XX[$best]}
-	PROBE[$dest]=${PROBE[$best]:-}
-	QUEUED[$dest]=${QUEUED[$best]:-}
-	CPU_US[$dest]=${CPU_US[$best]:-}
+	[[ -z $best ]] || copy_run "$dest" "$best"
+}
+
+# median_of KEY CANDIDATE...: make KEY the candidate run with the median
+# req/s (the lower middle one of an even count); its CPU per request is the
+# median of the candidates' own, taken apart from the req/s.
+median_of() {
+	local dest=$1 k mid
+	shift
+	mid=$(for k in "$@"; do [[ -z ${RPS[$k]:-} ]] || echo "${RPS[$k]} $k"; done |
+		sort -n | awk '{ k[NR] = $2 } END { if (NR) print k[int((NR + 1) / 2)] }')
+	[[ -n $mid ]] || return 0
+	copy_run "$dest" "$mid"
+	local cpus=()
+	for k in "$@"; do [[ -z ${CPU_US[$k]:-} ]] || cpus+=("${CPU_US[$k]}"); done
+	CPU_US[$dest]=$(median "${cpus[@]}")
+}
+
+# median NUMBER...: the middle value (the lower middle one of an even count).
+median() {
+	(($# > 0)) || return 0
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
 # check_rounds: ROUNDS must be a positive integer.

@@ -2,13 +2,17 @@
 # Side-by-side uwsgi-protocol benchmark: nginx -> uwsgi_pass -> mulefarm
 # --socket vs nginx -> uwsgi_pass -> uWSGI --socket.
 #
-# One nginx (the same process and config for both servers) listens on two
-# ports: one passes to 127.0.0.1:<upstream port>, the other to a unix socket.
-# Each application server in turn binds both upstream addresses with the
+# One nginx (the same process and config for both servers) has four fronts:
+# for each server, one passes to a 127.0.0.1:<port> upstream and one to a
+# unix socket. Both application servers run at once (an idle one costs
+# nothing), each bound to its own two upstream addresses, with the
 # hello-world app (examples/hello/app.py), 2 worker processes x 1 thread,
 # logging off. Load is `wrk -t1 -c50 -d${DURATION}s --latency` with
 # keep-alive to nginx (nginx opens one upstream connection per request: the
-# uwsgi protocol has no keep-alive), after a ${WARMUP}s warm-up.
+# uwsgi protocol has no keep-alive), after a ${WARMUP}s warm-up. One
+# transport after the other, the two servers' runs alternate for ROUNDS
+# rounds, the first one changing every round, so that both meet the same
+# moments of a noisy machine; each server's median round is compared.
 #
 #   tcp    nginx -> 127.0.0.1:port   mulefarm --socket vs uWSGI --socket   >= 1.1
 #   unix   nginx -> unix socket      mulefarm --socket vs uWSGI --socket   >= 1.1
@@ -18,15 +22,16 @@
 #          and when it is the bottleneck both servers reach about the same
 #          req/s; the CPU each needs per request still tells them apart
 #   memory average worker PSS after the load, for information
-# In each pair mulefarm's p99 must be no worse than uWSGI's.
+# In each pair mulefarm's p99 must be no worse than uWSGI's (nginx sets the
+# load, about the same for both).
 #
 # Environment:
-#   DURATION=10        seconds of measured load per run
+#   DURATION=5         seconds of measured load per run
 #   WARMUP=2           seconds of wrk warm-up before each measured run
 #   NGX_WORKERS=1      nginx worker processes (it shares the CPUs with
 #                      the servers and wrk)
-#   ROUNDS=1           run each server this many times, alternating, and keep
-#                      each one's best round (steadier on a busy machine)
+#   ROUNDS=4           rounds per transport, the servers alternating; each
+#                      server's median round (by req/s) is compared
 #   MULEFARM_BIN=...   mulefarm binary (default build/mulefarm)
 #   SKIP_MULEFARM=1    benchmark only uWSGI (mulefarm rows: skipped)
 #   APP=...            WSGI file (default examples/hello/app.py)
@@ -37,12 +42,12 @@
 set -euo pipefail
 
 SCRIPT=uwsgi.sh
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 SKIP_MULEFARM=${SKIP_MULEFARM:-0}
 STRICT=${STRICT:-0}
 NGX_WORKERS=${NGX_WORKERS:-1}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-4}
 CONNS=50
 WORKERS=2
 # Also measure the server's CPU time per request (its process group).
@@ -75,11 +80,26 @@ NAME[uw]="uWSGI --socket"
 
 NGX=$TMP/nginx
 mkdir -p "$NGX"
-UP_PORT=$(free_port)
-UP_SOCK=$TMP/upstream.sock
-NGX_TCP=$(free_port)
-NGX_UNIX=$(free_port)
-[[ $NGX_TCP != "$NGX_UNIX" ]] || NGX_UNIX=$(free_port)
+ports=() # six distinct free ports
+while ((${#ports[@]} < 6)); do
+	p=$(free_port)
+	[[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+done
+declare -A SPID SLOG
+declare -A UP_PORT=([mf]=${ports[0]} [uw]=${ports[1]}) NGX_TCP=([mf]=${ports[2]} [uw]=${ports[3]})
+declare -A NGX_UNIX=([mf]=${ports[4]} [uw]=${ports[5]}) UP_SOCK=([mf]=$TMP/mf.sock [uw]=$TMP/uw.sock)
+# ngx_front PORT UPSTREAM: a server block passing to UPSTREAM.
+ngx_front() {
+	cat <<EOF
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass $2;
+        }
+    }
+EOF
+}
 # keepalive_requests: wrk's connections stay open for the whole run (nginx
 # would close them every 1000 requests). uwsgi_params is Debian's, as a
 # deployment would include it.
@@ -96,20 +116,10 @@ http {
     keepalive_requests 1000000;
 $(ngx_temps "$NGX")
 
-    server {
-        listen 127.0.0.1:$NGX_TCP;
-        location / {
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass 127.0.0.1:$UP_PORT;
-        }
-    }
-    server {
-        listen 127.0.0.1:$NGX_UNIX;
-        location / {
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass unix:$UP_SOCK;
-        }
-    }
+$(for id in mf uw; do
+	ngx_front "${NGX_TCP[$id]}" "127.0.0.1:${UP_PORT[$id]}"
+	ngx_front "${NGX_UNIX[$id]}" "unix:${UP_SOCK[$id]}"
+done)
 }
 EOF
 ngx_e_opt "$NGX"
@@ -118,38 +128,41 @@ NGX_PID=$!
 BG_PIDS+=("$NGX_PID")
 for ((i = 0; i < 100; i++)); do
 	alive "$NGX_PID" || { cat "$TMP/nginx.log" "$NGX/error.log" >&2 2>/dev/null; die "nginx exited during startup"; }
-	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$NGX_TCP/" 2>/dev/null) || code=
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:${NGX_TCP[mf]}/" 2>/dev/null) || code=
 	[[ $code =~ ^[1-5][0-9][0-9]$ ]] && break
 	sleep 0.1
 done
-[[ ${code:-} =~ ^[1-5][0-9][0-9]$ ]] || die "nginx did not answer on 127.0.0.1:$NGX_TCP"
-echo "$SCRIPT: nginx ($NGX_WORKERS worker(s)) on 127.0.0.1:$NGX_TCP -> 127.0.0.1:$UP_PORT and 127.0.0.1:$NGX_UNIX -> unix:$UP_SOCK"
+[[ ${code:-} =~ ^[1-5][0-9][0-9]$ ]] || die "nginx did not answer on 127.0.0.1:${NGX_TCP[mf]}"
+echo "$SCRIPT: nginx ($NGX_WORKERS worker(s)): mulefarm behind 127.0.0.1:${NGX_TCP[mf]} (tcp) and :${NGX_UNIX[mf]} (unix), uWSGI behind :${NGX_TCP[uw]} and :${NGX_UNIX[uw]}"
 
-# run_server ID ROUND CMD...: start a server bound to both upstream addresses,
-# load nginx's tcp and unix fronts, measure memory, stop it. The runs are
-# ID.tcp and ID.unix (ID.tcp-rN and ID.unix-rN for round N when ROUNDS > 1).
-run_server() {
-	local id=$1 round=$2 sfx=''
-	shift 2
-	((ROUNDS == 1)) || sfx=-r$round
-	rm -f "$UP_SOCK"
-	echo "== ${NAME[$id]}${sfx:+ (round $round of $ROUNDS)}"
-	start_server "$id" "$NGX_TCP" "$@"
+# up ID CMD...: start a server bound to its two upstream addresses (behind
+# ID's fronts); it stays up until the rounds are over.
+up() {
+	local id=$1
+	shift
+	rm -f "${UP_SOCK[$id]}"
+	echo "== ${NAME[$id]} behind 127.0.0.1:${NGX_TCP[$id]} and 127.0.0.1:${NGX_UNIX[$id]}"
+	start_server "$id" "${NGX_TCP[$id]}" "$@" --socket "127.0.0.1:${UP_PORT[$id]}" --socket "${UP_SOCK[$id]}"
 	# the unix front must work too before it is measured
-	[[ $(curl -s --max-time 2 "http://127.0.0.1:$NGX_UNIX/") == "Hello, World!" ]] ||
+	[[ $(curl -s --max-time 2 "http://127.0.0.1:${NGX_UNIX[$id]}/") == "Hello, World!" ]] ||
 		die "${NAME[$id]}: no answer through the unix socket"
-	: >"$NGX/error.log" # forget the 502s of the start-up
-	load "$id" "tcp$sfx" "$NGX_TCP"
-	load "$id" "unix$sfx" "$NGX_UNIX"
-	measure_mem "$id"
-	if grep -qaE '\[(error|crit|alert|emerg)\]' "$NGX/error.log"; then
-		echo "$SCRIPT: warning: nginx logged errors with ${NAME[$id]}:" >&2
-		grep -aE '\[(error|crit|alert|emerg)\]' "$NGX/error.log" | tail -n 5 >&2
-	fi
-	stop_server INT
+	SPID[$id]=$SRV_PID
+	SLOG[$id]=$SRV_LOG
+	BG_PIDS+=("$SRV_PID")
+	SRV_PID=
 }
 
-SOCKS=(--socket "127.0.0.1:$UP_PORT" --socket "$UP_SOCK")
+# measure ID MODE ROUND: one wrk run through ID's MODE (tcp or unix) front.
+measure() {
+	local id=$1 mode=$2 round=$3 port=${NGX_TCP[$1]}
+	[[ $mode == tcp ]] || port=${NGX_UNIX[$id]}
+	SRV_PID=${SPID[$id]}
+	SRV_LOG=${SLOG[$id]}
+	echo "-- ${NAME[$id]}, $mode, round $round of $ROUNDS"
+	load "$id" "$mode-r$round" "$port"
+	SRV_PID=
+}
+
 MF_ARGS=(--master --processes "$WORKERS" --threads 1 --wsgi-file "$APP" --disable-logging)
 # Same options for uWSGI; --need-app only makes a broken app fail fast.
 UW_ARGS=(--master --processes "$WORKERS" --threads 1 --wsgi-file "$APP" --disable-logging --need-app)
@@ -157,21 +170,39 @@ UW_ARGS=(--master --processes "$WORKERS" --threads 1 --wsgi-file "$APP" --disabl
 echo "$SCRIPT: wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up) to nginx, $WORKERS workers each, $(nproc) CPUs"
 check_idle
 
-[[ $SKIP_MULEFARM != 1 ]] || echo "== ${NAME[mf]}: skipped"
-for ((r = 1; r <= ROUNDS; r++)); do
-	[[ $SKIP_MULEFARM == 1 ]] || run_server mf "$r" "$BIN" "${SOCKS[@]}" "${MF_ARGS[@]}"
-	run_server uw "$r" uwsgi --plugin python3 "${SOCKS[@]}" "${UW_ARGS[@]}"
-done
-if ((ROUNDS > 1)); then
-	for id in mf uw; do
-		for m in tcp unix; do
-			keys=()
-			for ((r = 1; r <= ROUNDS; r++)); do keys+=("$id.$m-r$r"); done
-			best_of "$id.$m" "${keys[@]}"
-		done
-	done
-	echo "$SCRIPT: best of $ROUNDS rounds per server and transport"
+ids=(uw)
+if [[ $SKIP_MULEFARM == 1 ]]; then
+	echo "== ${NAME[mf]}: skipped"
+else
+	up mf "$BIN" "${MF_ARGS[@]}"
+	ids=(mf uw)
 fi
+up uw uwsgi --plugin python3 "${UW_ARGS[@]}"
+: >"$NGX/error.log" # forget the 502s of the start-up
+for m in tcp unix; do
+	for ((r = 1; r <= ROUNDS; r++)); do
+		order=("${ids[@]}")
+		((r % 2)) || order=("${ids[@]:1}" "${ids[0]}")
+		for id in "${order[@]}"; do measure "$id" "$m" "$r"; done
+	done
+done
+for id in "${ids[@]}"; do
+	SRV_PID=${SPID[$id]}
+	SRV_LOG=${SLOG[$id]}
+	measure_mem "$id"
+	stop_server INT
+	BG_PIDS=("${BG_PIDS[@]/#${SPID[$id]}/}") # gone: cleanup must not kill a reused pid
+	for m in tcp unix; do
+		keys=()
+		for ((r = 1; r <= ROUNDS; r++)); do keys+=("$id.$m-r$r"); done
+		median_of "$id.$m" "${keys[@]}"
+	done
+done
+if grep -qaE '\[(error|crit|alert|emerg)\]' "$NGX/error.log"; then
+	echo "$SCRIPT: warning: nginx logged errors:" >&2
+	grep -aE '\[(error|crit|alert|emerg)\]' "$NGX/error.log" | tail -n 5 >&2
+fi
+echo "$SCRIPT: each figure below is the median of $ROUNDS rounds"
 
 # ---- report -----------------------------------------------------------------
 
@@ -183,7 +214,7 @@ cpu_row unix-cpu mf.unix uw.unix
 mem_row memory mf uw -
 
 echo
-echo "Results: wrk -t1 -c$CONNS -d${DURATION}s through nginx ($NGX_WORKERS worker(s)), best of $ROUNDS round(s), $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
+echo "Results: wrk -t1 -c$CONNS -d${DURATION}s through nginx ($NGX_WORKERS worker(s)), median of $ROUNDS round(s), $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
 print_table
 echo
 summary="$MISSES target(s) missed"
@@ -193,7 +224,7 @@ echo "$SCRIPT: $summary"
 mkdir -p "$(dirname "$OUT")"
 {
 	echo "# mulefarm uwsgi-protocol benchmark (nginx uwsgi_pass), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency to nginx, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: best round), nginx workers $NGX_WORKERS, workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
+	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency to nginx, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: median round), nginx workers $NGX_WORKERS, workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
 	echo "# run <id.mode> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
 	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
 	echo "# cmp <scenario> <id.mode> <rps> <p50_ms> <p99_ms> <vs_id.mode> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
