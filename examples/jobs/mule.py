@@ -60,7 +60,10 @@ def handler_name():
 
 
 def log(me, text):
-    print("[job-handler %s pid %d] %s" % (me, os.getpid(), text), file=sys.stderr, flush=True)
+    # One write per line: print() writes the text and the newline apart, and
+    # two processes logging at once could then run their lines together.
+    sys.stderr.write("[job-handler %s pid %d] %s\n" % (me, os.getpid(), text))
+    sys.stderr.flush()
 
 
 def work(payload):
