@@ -433,7 +433,8 @@ int main(int argc, char **argv)
 		next++;
 	}
 
-	qsort(g.lat, g.nlat, sizeof(*g.lat), cmp_u64);
+	if (g.nlat > 1) /* g.lat is NULL when nothing was measured */
+		qsort(g.lat, g.nlat, sizeof(*g.lat), cmp_u64);
 	printf("sent %llu\nmeasured %zu\nerrors %llu\nnon2xx %llu\nconnects %llu\nretries %llu\n"
 	       "unsent %llu\nrate %.0f\n",
 	       (unsigned long long)g.sent, g.nlat, (unsigned long long)g.errors,
