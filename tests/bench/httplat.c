@@ -259,7 +259,7 @@ static void on_readable(struct client *c)
 	}
 }
 
-static void on_event(struct client *c, uint32_t ev)
+static void on_event(struct client *c)
 {
 	if (c->state == C_FREE) { /* idle keep-alive connection: closed by the server */
 		epoll_ctl(g.epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -425,7 +425,7 @@ int main(int argc, char **argv)
 		if (n == -1 && errno != EINTR)
 			die("epoll_pwait2");
 		for (int i = 0; i < n; i++)
-			on_event(evs[i].data.ptr, evs[i].events);
+			on_event(evs[i].data.ptr);
 	}
 	/* requests due before the end that were never sent */
 	while (due_at(next) < g.end) {

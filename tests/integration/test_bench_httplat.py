@@ -26,7 +26,9 @@ def httplat(*args, timeout=20):
 
 class TinyServer:
     """A loopback HTTP server with a chosen misbehaviour, one thread per
-    connection: `reply(conn)` is called for every request head received."""
+    connection: `reply(conn, n)` is called for every request head received,
+    n counting the requests of that connection from 1; it returns False to
+    close the connection."""
 
     def __init__(self, reply):
         self.reply = reply
@@ -47,6 +49,7 @@ class TinyServer:
 
     def _serve(self, c):
         buf = b""
+        n = 0
         with c:
             while True:
                 try:
@@ -58,7 +61,8 @@ class TinyServer:
                 buf += data
                 while b"\r\n\r\n" in buf:
                     _, buf = buf.split(b"\r\n\r\n", 1)
-                    if not self.reply(c):
+                    n += 1
+                    if not self.reply(c, n):
                         return
 
     def close(self):
@@ -67,6 +71,15 @@ class TinyServer:
 
 
 HELLO = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+
+
+def httplat_against(reply, *args, timeout=20):
+    """httplat ARGS... against a TinyServer answering with `reply`."""
+    ts = TinyServer(reply)
+    try:
+        return httplat(*args, ts.addr, "/", timeout=timeout)
+    finally:
+        ts.close()
 
 
 def test_keep_alive_reuses_connections(server):
@@ -85,48 +98,50 @@ def test_close_mode_opens_a_connection_per_request(server):
     assert r["connects"] == r["sent"] == 480
 
 
-def test_a_server_closing_without_saying_so_costs_retries_not_errors():
-    def reply(c):  # uWSGI --http-socket: answer, then close, no Connection: close
+def test_a_server_closing_after_each_answer_costs_a_connection_each():
+    def reply(c, n):  # uWSGI --http-socket: answer, then close, no Connection: close
         c.sendall(HELLO)
         return False
 
-    ts = TinyServer(reply)
-    try:
-        r = httplat("-c", "4", "-r", "200", "-d", "1", "-w", "0", ts.addr, "/")
-    finally:
-        ts.close()
-    # Every request needs a new connection. One written into a connection
-    # the server had already closed is sent again on a new one, inside its
-    # latency, and is no error.
+    r = httplat_against(reply, "-c", "4", "-r", "200", "-d", "1", "-w", "0")
     assert r["measured"] == 200 and r["errors"] == 0
     assert r["connects"] == 200
+
+
+def test_a_request_written_into_a_closed_connection_is_sent_again():
+    # The server answers the first request of each connection and closes on
+    # the second, unanswered: the client only learns it after writing it.
+    def reply(c, n):
+        if n > 1:
+            return False
+        c.sendall(HELLO)
+        return True
+
+    r = httplat_against(reply, "-c", "4", "-r", "200", "-d", "1", "-w", "0")
+    assert r["measured"] == 200 and r["errors"] == 0
+    # each connection serves one request and refuses the next one
+    assert r["retries"] >= 150
+    assert r["connects"] >= r["retries"]
 
 
 def test_latency_runs_from_when_a_request_was_due():
     # One connection, 50 ms per answer (20/s), 40 requests offered in 1 s:
     # a closed-loop client would report 50 ms each. Here the requests queue
     # behind each other, and the last one waits about one second.
-    def reply(c):
+    def reply(c, n):
         time.sleep(0.05)
         c.sendall(HELLO)
         return True
 
-    ts = TinyServer(reply)
-    try:
-        r = httplat("-c", "1", "-r", "40", "-d", "1", "-w", "0", ts.addr, "/")
-    finally:
-        ts.close()
+    r = httplat_against(reply, "-c", "1", "-r", "40", "-d", "1", "-w", "0")
     assert r["measured"] == 40 and r["errors"] == 0 and r["unsent"] == 0
     assert r["p50"] > 200
     assert r["max"] > 800
 
 
 def test_unanswered_requests_are_errors():
-    ts = TinyServer(lambda c: True)  # reads requests, never answers
-    try:
-        r = httplat("-c", "5", "-r", "20", "-d", "0.5", "-w", "0", ts.addr, "/", timeout=30)
-    finally:
-        ts.close()
+    # reads requests, never answers
+    r = httplat_against(lambda c, n: True, "-c", "5", "-r", "20", "-d", "0.5", "-w", "0", timeout=30)
     assert r["measured"] == 0
     assert r["errors"] >= 5  # the in-flight ones, given up 2 s after the end
 
