@@ -61,6 +61,7 @@ struct conn {
 	size_t pend_off, pend_len; /* decoded chunk bytes not yet handed out */
 	uint64_t decoded;          /* chunked body bytes decoded so far */
 	uint64_t requests;         /* served on this connection */
+	bool last_out;             /* what is written now ends the connection */
 
 	/* A static file body the worker's loop sends as the socket drains
 	 * (static_serve() returned 2): never blocks a thread on one client. */
@@ -121,6 +122,12 @@ ssize_t conn_body_read(struct conn *c, char *dst, size_t n);
  * queued, so the head does not travel in a small segment of its own;
  * a no-op on unix sockets. */
 void conn_cork(struct conn *c, bool on);
+
+/* Marks the bytes about to be written as the connection's last (<last>),
+ * or clears the mark. While it is set, a TCP connection the client asked
+ * to end holds their last partial segment for the FIN (see conn.c). The
+ * caller closes or shuts down the connection right after the write. */
+void conn_last_write(struct conn *c, bool last);
 
 /* A canned error response (status line and short body), Connection: close. */
 void conn_send_error(struct conn *c, int status);

@@ -8,6 +8,7 @@ whether the server closed the connection.
 Every blocking call is bounded by the socket timeout (default 5 s).
 """
 import socket
+import struct
 import time
 
 
@@ -124,6 +125,15 @@ class RawConn:
 
     def local_port(self):
         return self.sock.getsockname()[1]
+
+    def segments_without_data(self):
+        """How many TCP segments without payload this side has received
+        (the SYN-ACK, bare ACKs, a bare FIN): tcpi_segs_in minus
+        tcpi_data_segs_in from TCP_INFO (Linux 4.6 and later)."""
+        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        (segs_in,) = struct.unpack_from("I", info, 140)
+        (data_segs_in,) = struct.unpack_from("I", info, 152)
+        return segs_in - data_segs_in
 
     # -- HTTP -------------------------------------------------------------
     def read_response(self, method="GET", skip_interim=True):

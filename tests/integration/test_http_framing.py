@@ -46,6 +46,35 @@ def test_http10_closes_by_default(srv):
         assert c.is_closed(3)
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [simple_request("GET", "/", close=True), b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"],
+    ids=["http11-close", "http10"],
+)
+def test_last_response_carries_the_fin(srv, request_bytes):
+    # A response the client asked to be the last travels with the FIN in
+    # its last segment. Besides data the client then receives only the
+    # SYN-ACK and the ACK of its request; a FIN sent apart is a third.
+    srv.get("/")  # warm: the answer comes well within the delayed-ACK time
+    with srv.raw() as c:
+        c.send(request_bytes)
+        assert c.read_until_close().endswith(b"\r\n\r\nhello\n")
+        assert c.segments_without_data() <= 2
+
+
+def test_bytes_past_a_closing_request_do_not_cost_the_response(srv):
+    # The client sends more after asking to close. The server leaves it
+    # unread, so its close() resets the connection: the response must be
+    # on its way by then, not held back for the FIN.
+    with srv.raw() as c:
+        try:
+            c.send(simple_request("GET", "/", close=True) + b"X" * 32768)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the reset came first; what was received still counts
+        data = c.read_until_close()
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nhello\n"), data[:200]
+
+
 def test_http10_keepalive_when_asked(srv):
     with srv.raw() as c:
         for i in range(2):

@@ -413,6 +413,16 @@ def test_minimal_packet_gets_http_response(direct):
     assert r.rest == b""  # one response, then the server closed
 
 
+def test_response_and_fin_in_one_segment(direct):
+    # One request per connection: the response's last segment carries the
+    # FIN. nginx receives the SYN-ACK, the ACK of its packet and the data.
+    direct.ok(packet(request_vars(path="/")))  # warm
+    with RawConn(direct.addr) as c:
+        c.send(packet(request_vars(path="/")))
+        assert c.read_until_close().endswith(b"\r\n\r\nhello\n")
+        assert c.segments_without_data() <= 2
+
+
 def test_bare_packet_method_and_path_only(direct):
     resp, raw = direct.send(packet([("REQUEST_METHOD", "GET"), ("PATH_INFO", "/")]))
     assert resp is not None, "no HTTP response to a bare packet (got %r)\n%s" % (raw[:300], direct.srv.log_text())
