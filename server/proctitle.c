@@ -45,23 +45,48 @@ void proctitle_init(int argc, char **argv)
 	area_dirty = area_len;
 }
 
+/* The title up to its state: "<prefix>mulefarm <role> <id> (", or the
+ * whole title for a process without an id. Built when the role changes,
+ * so that a worker's retitling per request (busy, idle) prints nothing. */
+static char head[200];
+static size_t head_len;
+
+static void build_head(void)
+{
+	int n = cur_id > 0 ? snprintf(head, sizeof(head), "%smulefarm %s %d (", prefix, cur_role,
+	                              cur_id)
+	                   : snprintf(head, sizeof(head), "%smulefarm %s", prefix, cur_role);
+	head_len = n < 0 ? 0 : (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1;
+}
+
 void proctitle_prefix(const char *p)
 {
 	prefix = p ? p : "";
+	build_head();
+}
+
+static void put(size_t *at, const char *p, size_t n)
+{
+	if (*at >= area_len - 1)
+		return;
+	if (n > area_len - 1 - *at)
+		n = area_len - 1 - *at;
+	memcpy(area + *at, p, n);
+	*at += n;
 }
 
 static void write_title(const char *state)
 {
-	char title[256];
-	int n = cur_id > 0 ? snprintf(title, sizeof(title), "%smulefarm %s %d (%s)", prefix,
-	                              cur_role, cur_id, state)
-	                   : snprintf(title, sizeof(title), "%smulefarm %s", prefix, cur_role);
-	if (n < 0 || area == NULL || area_len < 2)
+	if (area == NULL || area_len < 2)
 		return;
-	/* Workers retitle themselves per request (busy, idle): clear only
-	 * what the previous title left, not the whole argv and environ area. */
-	size_t len = (size_t)n < area_len - 1 ? (size_t)n : area_len - 1;
-	memcpy(area, title, len);
+	size_t len = 0;
+	put(&len, head, head_len);
+	if (cur_id > 0) {
+		put(&len, state ? state : "", state ? strlen(state) : 0);
+		put(&len, ")", 1);
+	}
+	/* Clear only what the previous title left, not the whole argv and
+	 * environ area. */
 	if (area_dirty > len)
 		memset(area + len, 0, area_dirty - len);
 	area_dirty = len;
@@ -71,6 +96,7 @@ void proctitle_set(const char *role, int id, const char *state)
 {
 	cur_role = role;
 	cur_id = id;
+	build_head();
 	write_title(state);
 	char comm[16];
 	snprintf(comm, sizeof(comm), "mf %s %d", role, id);

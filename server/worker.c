@@ -433,8 +433,10 @@ static void on_accept(struct worker *w, const struct listener *l)
 			conn_free(c);
 			continue;
 		}
-		if (!l->is_unix)
-			peer_name(c, &ss); /* TCP_NODELAY comes from the listener */
+		/* TCP_NODELAY comes from the listener. Behind the uwsgi protocol
+		 * the peer is nginx: the client's address comes in the packet. */
+		if (!l->is_unix && l->proto != PROTO_UWSGI)
+			peer_name(c, &ss);
 		pthread_mutex_lock(&w->mu);
 		w->live++;
 		pthread_mutex_unlock(&w->mu);
@@ -514,14 +516,23 @@ static void check_rss(struct worker *w)
 	}
 }
 
+/* <src> into <dst> of <size> bytes, cut to fit, NUL-terminated. */
+static void copy_slice(char *dst, size_t size, struct http_slice src)
+{
+	size_t n = src.len < size - 1 ? src.len : size - 1;
+	if (n > 0)
+		memcpy(dst, src.p, n);
+	dst[n] = '\0';
+}
+
 /* Runs the app for <c> on request thread <slot>, publishing the request
  * (for harakiri and the stats) while it runs. GIL held. */
 static bool serve_app(struct worker *w, struct conn *c, int slot, bool closing)
 {
 	struct sb_worker *me = &scoreboard->workers[w->id - 1];
 	struct sb_slot *s = scoreboard_slot(scoreboard, w->id, slot);
-	snprintf(s->method, sizeof(s->method), "%.*s", (int)c->req.method.len, c->req.method.p);
-	snprintf(s->uri, sizeof(s->uri), "%.*s", (int)c->req.target.len, c->req.target.p);
+	copy_slice(s->method, sizeof(s->method), c->req.method);
+	copy_slice(s->uri, sizeof(s->uri), c->req.target);
 	int64_t start = mono_ms();
 	s->started_ms = start;
 	if (__atomic_add_fetch(&w->busy, 1, __ATOMIC_RELAXED) == 1 && !w->stopping) {
