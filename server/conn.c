@@ -372,10 +372,10 @@ void conn_cork(struct conn *c, bool on)
  * close, HTTP/1.0 without keep-alive, and every uwsgi-protocol request)
  * are sent with MSG_MORE: the kernel holds their last partial segment
  * until close() or shutdown() adds the FIN to it. The response and the FIN
- * then travel in one segment, and the client sends one ACK fewer: 3
- * segments reach the client after its request instead of 4, and behind
- * nginx the server's CPU per request drops by about a fifth (docs/
- * benchmarks.md). Never on unix sockets (no segments), and never when the
+ * then travel in one segment, and the client sends one ACK fewer: the
+ * client receives 3 segments (the SYN-ACK, the ACK of its request, the
+ * response with the FIN) instead of 4, and behind nginx the server's CPU
+ * per request drops by about a fifth (docs/benchmarks.md). Never on unix sockets (no segments), and never when the
  * client sent bytes past its request: closing with unread bytes resets the
  * connection, and a reset drops what is held. (A client that sends more
  * after asking to close, unread in the kernel, is reset as before.)
