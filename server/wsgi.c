@@ -543,12 +543,17 @@ static int build_head(struct request *r, struct obuf *b, int64_t total)
 	if (!r->no_body && r->clen < 0 && total >= 0)
 		r->clen = total;
 	r->chunked = !r->no_body && r->clen < 0 && r->keep;
-	if (!r->keep)
+	/* Behind the uwsgi protocol every connection carries one request, and
+	 * the front server (nginx) dates the response: neither header is
+	 * sent, as uWSGI sends neither, and nginx parses two lines fewer. */
+	bool front = r->c->l->proto == PROTO_UWSGI;
+	if (!r->keep && !front)
 		connection = LIT("Connection: close\r\n");
-	else if (r->c->req.minor_version == 0)
+	else if (r->keep && r->c->req.minor_version == 0)
 		connection = LIT("Connection: keep-alive\r\n");
 	if (ob_add(b, framing.p, framing.len) || ob_add(b, connection.p, connection.len) ||
-	    (!has_date && ob_add(b, http_date(), strlen(http_date()))) || ob_add(b, "\r\n", 2))
+	    (!has_date && !front && ob_add(b, http_date(), strlen(http_date()))) ||
+	    ob_add(b, "\r\n", 2))
 		goto fail;
 	return 0;
 fail:

@@ -144,6 +144,16 @@ def test_head(stack, via):
     assert r2.status == 200 and r2.body == b"hello\n", "%r\n%s" % (r2, stack.diag())
 
 
+def test_response_dated_once_by_nginx(stack, via):
+    # mulefarm leaves the Date to the front server, as uWSGI does: the
+    # client sees exactly one, nginx's.
+    with stack.ngx.raw("basic-" + via) as c:
+        c.send(simple_request("GET", "/", host="localhost", close=True))
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"hello\n", "%r\n%s" % (r, stack.diag())
+    assert len(r.header_all("Date")) == 1, r
+
+
 def test_post_fixed_body(stack, via):
     r = stack.request(via, "POST", "/echo", headers=[("Content-Type", "text/x-test")], body=b"fixed body")
     assert r.status == 200 and r.body == b"fixed body", "%r\n%s" % (r, stack.diag())
@@ -432,6 +442,15 @@ def test_bare_packet_method_and_path_only(direct):
 def test_response_without_content_length(direct):
     r = direct.ok(packet(request_vars(path="/chunked")))
     assert r.body == b"part1-part2-part3"
+
+
+def test_reply_head_leaves_connection_and_date_to_the_front(direct):
+    # One request per connection is the protocol, and the front server
+    # dates the response: like uWSGI's, the reply has neither header, and
+    # nginx has two lines fewer to parse.
+    for path in ("/", "/chunked"):
+        r = direct.ok(packet(request_vars(path=path)))
+        assert not r.has_header("Connection") and not r.has_header("Date"), r
 
 
 def test_post_body_1mb(direct):
