@@ -375,10 +375,11 @@ void conn_cork(struct conn *c, bool on)
  * then travel in one segment, and the client sends one ACK fewer: the
  * client receives 3 segments (the SYN-ACK, the ACK of its request, the
  * response with the FIN) instead of 4, and behind nginx the server's CPU
- * per request drops by about a fifth (docs/benchmarks.md). Never on unix sockets (no segments), and
- * never when the client sent bytes past its request: closing with unread bytes resets the
- * connection, and a reset drops what is held. (A client that sends more
- * after asking to close, unread in the kernel, is reset as before.)
+ * per request drops by about a fifth (docs/benchmarks.md). Never on unix
+ * sockets (no segments), and never when the client sent bytes past its
+ * request: closing with unread bytes resets the connection, and a reset
+ * drops what is held. (A client that sends more after asking to close,
+ * unread in the kernel, is reset as before.)
  */
 void conn_last_write(struct conn *c, bool last)
 {
