@@ -71,6 +71,52 @@ static PyObject *latin1(const char *p, size_t n)
 	return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
 }
 
+/*
+ * Environ keys from the wire (uwsgi vars, HTTP_* names) are the same few on
+ * every request. Each distinct one is made once, interned and reused, so
+ * that building the environ allocates and hashes only the values. The
+ * table never evicts: once half of it is used (a client inventing header
+ * names), new keys are made per request, as they were before it. The GIL
+ * guards it.
+ */
+#define KEY_SLOTS 128 /* a power of two */
+#define KEY_MAX   64
+
+static struct key_slot {
+	uint32_t hash;
+	uint8_t len;
+	char name[KEY_MAX];
+	PyObject *key; /* NULL: a free slot */
+} key_slots[KEY_SLOTS];
+static size_t key_slots_used;
+
+/* A new reference to the str of latin-1 bytes <p,n>, from the table when it
+ * can be. */
+static PyObject *env_key(const char *p, size_t n)
+{
+	if (n > KEY_MAX)
+		return latin1(p, n);
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 16777619u;
+	for (uint32_t i = 0; i < KEY_SLOTS; i++) {
+		struct key_slot *e = &key_slots[(h + i) & (KEY_SLOTS - 1)];
+		if (e->key == NULL) {
+			PyObject *k = latin1(p, n);
+			if (k == NULL || key_slots_used >= KEY_SLOTS / 2)
+				return k;
+			PyUnicode_InternInPlace(&k);
+			*e = (struct key_slot){.hash = h, .len = (uint8_t)n, .key = Py_NewRef(k)};
+			memcpy(e->name, p, n);
+			key_slots_used++;
+			return k;
+		}
+		if (e->hash == h && e->len == n && memcmp(e->name, p, n) == 0)
+			return Py_NewRef(e->key);
+	}
+	return latin1(p, n);
+}
+
 static int hexval(char ch)
 {
 	if (ch >= '0' && ch <= '9')
@@ -122,7 +168,7 @@ static int add_header(PyObject *env, const struct http_header *h)
 		char ch = h->name.p[i];
 		key[5 + i] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
 	}
-	PyObject *k = PyUnicode_FromStringAndSize(key, (Py_ssize_t)(n + 5));
+	PyObject *k = env_key(key, n + 5);
 	if (k == NULL)
 		return -1;
 	PyObject *old = PyDict_GetItemWithError(env, k);
@@ -202,7 +248,7 @@ static int add_uwsgi_var(PyObject *env, const struct uwsgi_var *v, bool *https)
 	if (http_slice_eq(v->key, "HTTPS") && v->value.len == 2 &&
 	    strncasecmp(v->value.p, "on", 2) == 0)
 		*https = true;
-	PyObject *k = latin1(v->key.p, v->key.len);
+	PyObject *k = env_key(v->key.p, v->key.len);
 	PyObject *val = k ? latin1(v->value.p, v->value.len) : NULL;
 	PyObject *old =
 	        val && slice_starts(v->key, "HTTP_") ? PyDict_GetItemWithError(env, k) : NULL;
@@ -226,15 +272,11 @@ static PyObject *build_environ_uwsgi(struct conn *c, PyObject *input)
 		if (add_uwsgi_var(env, &c->pkt.vars[i], &https) == -1)
 			goto fail;
 	/* Keys PEP 3333 requires, for a packet that lacks them. */
-	static const char *const required[] = {"PATH_INFO", "QUERY_STRING", "SERVER_NAME",
-	                                       "SERVER_PORT", "SERVER_PROTOCOL"};
-	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-		PyObject *k = PyUnicode_FromString(required[i]);
-		PyObject *r = k ? PyDict_SetDefault(env, k, s_empty) : NULL;
-		Py_XDECREF(k);
-		if (r == NULL)
+	PyObject *const required[] = {k_PATH_INFO, k_QUERY_STRING, k_SERVER_NAME, k_SERVER_PORT,
+	                              k_SERVER_PROTOCOL};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (PyDict_SetDefault(env, required[i], s_empty) == NULL)
 			goto fail;
-	}
 	if (https && PyDict_SetItemString(env, "wsgi.url_scheme", s_https) == -1)
 		goto fail;
 	return env;

@@ -160,6 +160,19 @@ def test_environ_is_fresh_per_request(srv):
     assert "HTTP_X_ONLY_FIRST" not in e2
 
 
+def test_many_distinct_header_names_all_mapped(srv):
+    # Keys are cached per worker, and the cache stops growing when half
+    # full: past that point (here 150 new names), keys are still all right,
+    # and a name seen before maps to its own key, not a neighbour's.
+    for batch in range(3):
+        names = ["X-Name-%d-%d" % (batch, i) for i in range(50)]
+        e = raw_env(srv, "/env", headers=[(n, n.lower()) for n in names] + [("X-Again", str(batch))])["env"]
+        for n in names:
+            assert e["HTTP_" + n.upper().replace("-", "_")] == n.lower()
+        assert e["HTTP_X_AGAIN"] == str(batch)
+        assert sum(k.startswith("HTTP_X_NAME_") for k in e) == 50
+
+
 def test_wsgi_errors_goes_to_log(srv):
     status, _, _ = srv.get("/errors?msg=needle-1234")
     assert status == 200
