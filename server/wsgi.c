@@ -667,8 +667,9 @@ static int emit(struct request *r, const char *p, size_t n, int64_t total)
 	if (n > 0 && r->chunked)
 		iov[cnt++] = (struct iovec){(void *)"\r\n", 2};
 	r->sent += n;
-	/* with this write the response is complete */
-	conn_last_write(r->c, total >= 0 && (r->no_body || (uint64_t)r->clen == r->sent));
+	/* with this write the whole response is out */
+	bool complete = r->no_body || (r->clen >= 0 && (uint64_t)r->clen == r->sent);
+	conn_last_write(r->c, total >= 0 && complete);
 	rc = cnt ? send_iov(r, iov, cnt) : 0;
 	conn_last_write(r->c, false);
 	ob_free(&b);
