@@ -418,10 +418,14 @@ static void on_accept(struct worker *w, const struct listener *l)
 {
 	int budget = accept_budget(w);
 	for (int i = 0; i < budget && !w->stopping; i++) {
+		/* The peer's address is only wanted from TCP HTTP clients:
+		 * behind the uwsgi protocol the peer is nginx, and the
+		 * client's address comes in the packet. */
+		bool want_peer = !l->is_unix && l->proto != PROTO_UWSGI;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(listener_fd(l, w->id), (struct sockaddr *)&ss, &sl,
-		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(listener_fd(l, w->id), want_peer ? (struct sockaddr *)&ss : NULL,
+		                 want_peer ? &sl : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
 				log_err(errno, "accept4() failed on %s", l->name);
@@ -433,9 +437,8 @@ static void on_accept(struct worker *w, const struct listener *l)
 			conn_free(c);
 			continue;
 		}
-		/* TCP_NODELAY comes from the listener. Behind the uwsgi protocol
-		 * the peer is nginx: the client's address comes in the packet. */
-		if (!l->is_unix && l->proto != PROTO_UWSGI)
+		/* TCP_NODELAY comes from the listener. */
+		if (want_peer)
 			peer_name(c, &ss);
 		pthread_mutex_lock(&w->mu);
 		w->live++;
@@ -492,9 +495,8 @@ static void recycle(struct worker *w)
 }
 
 /* --reload-on-rss, sampled at most once a second by the loop. */
-static void check_rss(struct worker *w)
+static void check_rss(struct worker *w, int64_t now)
 {
-	int64_t now = mono_ms();
 	if (now < w->next_rss_ms)
 		return;
 	w->next_rss_ms = now + 1000;
@@ -636,9 +638,9 @@ static void sweep(struct worker *w, int64_t now)
 	}
 }
 
-static int next_timeout(struct worker *w)
+static int next_timeout(struct worker *w, int64_t now)
 {
-	int64_t next = mono_ms() + 1000;
+	int64_t next = now + 1000;
 	pthread_mutex_lock(&w->mu);
 	for (int which = L_IDLE; which < L__COUNT; which++) {
 		struct conn *c = w->lists[which].head;
@@ -646,7 +648,7 @@ static int next_timeout(struct worker *w)
 			next = c->deadline_ms;
 	}
 	pthread_mutex_unlock(&w->mu);
-	int64_t t = next - mono_ms();
+	int64_t t = next - now;
 	return t < 0 ? 0 : (int)t;
 }
 
@@ -828,7 +830,7 @@ void worker_main(const struct server *srv, int id)
 	}
 	struct epoll_event evs[64];
 	for (;;) {
-		int n = epoll_wait(w->epfd, evs, 64, next_timeout(w));
+		int n = epoll_wait(w->epfd, evs, 64, next_timeout(w, mono_ms()));
 		if (n == -1 && errno != EINTR) {
 			log_err(errno, "epoll_wait() failed");
 			_exit(1);
@@ -846,8 +848,9 @@ void worker_main(const struct server *srv, int id)
 			serve_inline(w, &ts);
 		if (sig_graceful)
 			begin_stop(w);
-		check_rss(w);
-		sweep(w, mono_ms());
+		int64_t now = mono_ms();
+		check_rss(w, now);
+		sweep(w, now);
 		if (w->stopping) {
 			pthread_mutex_lock(&w->mu);
 			size_t live = w->live;

@@ -957,9 +957,12 @@ static PyObject *select_app(PyObject *env)
 
 bool wsgi_serve(struct conn *c, bool closing)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t start_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	int64_t start_us = 0; /* only the access log needs it */
+	if (cfg->access_log) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		start_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
 
 	struct request *r = PyObject_New(struct request, &request_type);
 	if (r == NULL) {

@@ -28,8 +28,10 @@
 # Environment:
 #   DURATION=5         seconds of measured load per run
 #   WARMUP=2           seconds of wrk warm-up before each measured run
-#   NGX_WORKERS=1      nginx worker processes (it shares the CPUs with
-#                      the servers and wrk)
+#   NGX_WORKERS=auto   nginx worker_processes: "auto" (one per CPU) is
+#                      what Debian's stock nginx.conf sets, so it is the
+#                      default; with 1 the single nginx worker is the
+#                      bottleneck and both servers reach its rate
 #   ROUNDS=4           rounds per transport, the servers alternating; each
 #                      server's median round (by req/s) is compared
 #   MULEFARM_BIN=...   mulefarm binary (default build/mulefarm)
@@ -46,7 +48,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 SKIP_MULEFARM=${SKIP_MULEFARM:-0}
 STRICT=${STRICT:-0}
-NGX_WORKERS=${NGX_WORKERS:-1}
+NGX_WORKERS=${NGX_WORKERS:-auto}
 ROUNDS=${ROUNDS:-4}
 CONNS=50
 WORKERS=2
@@ -62,7 +64,9 @@ OUT=$(abspath "${OUT:-$ROOT/build/bench/uwsgi.txt}")
 
 check_load_params
 check_rounds
-[[ $NGX_WORKERS =~ ^[1-9][0-9]*$ ]] || die "NGX_WORKERS must be a positive integer"
+[[ $NGX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || die "NGX_WORKERS must be a positive integer or auto"
+NGX_DESC=$NGX_WORKERS
+[[ $NGX_WORKERS != auto ]] || NGX_DESC="auto: $(nproc)"
 need wrk wrk
 need uwsgi uwsgi
 need nginx nginx
@@ -133,7 +137,7 @@ for ((i = 0; i < 100; i++)); do
 	sleep 0.1
 done
 [[ ${code:-} =~ ^[1-5][0-9][0-9]$ ]] || die "nginx did not answer on 127.0.0.1:${NGX_TCP[mf]}"
-echo "$SCRIPT: nginx ($NGX_WORKERS worker(s)): mulefarm behind 127.0.0.1:${NGX_TCP[mf]} (tcp) and :${NGX_UNIX[mf]} (unix), uWSGI behind :${NGX_TCP[uw]} and :${NGX_UNIX[uw]}"
+echo "$SCRIPT: nginx ($NGX_DESC worker(s)): mulefarm behind 127.0.0.1:${NGX_TCP[mf]} (tcp) and :${NGX_UNIX[mf]} (unix), uWSGI behind :${NGX_TCP[uw]} and :${NGX_UNIX[uw]}"
 
 # up ID CMD...: start a server bound to its two upstream addresses (behind
 # ID's fronts); it stays up until the rounds are over.
@@ -214,7 +218,7 @@ cpu_row unix-cpu mf.unix uw.unix
 mem_row memory mf uw -
 
 echo
-echo "Results: wrk -t1 -c$CONNS -d${DURATION}s through nginx ($NGX_WORKERS worker(s)), median of $ROUNDS round(s), $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
+echo "Results: wrk -t1 -c$CONNS -d${DURATION}s through nginx ($NGX_DESC worker(s)), median of $ROUNDS round(s), $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
 print_table
 echo
 summary="$MISSES target(s) missed"
@@ -224,7 +228,7 @@ echo "$SCRIPT: $summary"
 mkdir -p "$(dirname "$OUT")"
 {
 	echo "# mulefarm uwsgi-protocol benchmark (nginx uwsgi_pass), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency to nginx, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: median round), nginx workers $NGX_WORKERS, workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
+	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency to nginx, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: median round), nginx workers $NGX_DESC, workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
 	echo "# run <id.mode> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
 	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
 	echo "# cmp <scenario> <id.mode> <rps> <p50_ms> <p99_ms> <vs_id.mode> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
