@@ -203,97 +203,20 @@ stop_server TERM
 
 # ---- scenario 6: p99 at the same offered load -------------------------------
 
-# lat_load ID MODE PORT: one httplat run at $LAT_RATE; appends its p99 to
-# LAT_P99S[ID.MODE] (and p50 to LAT_P50S).
-lat_load() {
-	local id=$1 mode=$2 port=$3 key=$1.$2 out=$TMP/$1.$2.lat opt=() k v
-	[[ $mode == close ]] && opt=(-C)
-	"$LAT" -c"$CONNS" -r"$LAT_RATE" -d"$LAT_DURATION" -w1 "${opt[@]}" 127.0.0.1:"$port" / >"$out" ||
-		{ cat "$out" >&2; die "httplat failed against ${NAME[$id]}"; }
-	declare -A f=()
-	while read -r k v; do f[$k]=$v; done <"$out"
-	[[ -n ${f[p99]:-} ]] || { cat "$out" >&2; die "cannot parse httplat output for ${NAME[$id]} ($mode)"; }
-	printf '   %-28s %-6s %6s req/s offered, %6s served  p50 %7s ms  p99 %7s ms  p99.9 %7s ms  errors %s  unsent %s  connections %s  retries %s\n' \
-		"${NAME[$id]}" "$mode" "$LAT_RATE" "${f[rate]}" "${f[p50]}" "${f[p99]}" "${f[p999]}" "${f[errors]}" \
-		"${f[unsent]}" "${f[connects]}" "${f[retries]}"
-	LAT_P50S[$key]="${LAT_P50S[$key]:-} ${f[p50]}"
-	LAT_P99S[$key]="${LAT_P99S[$key]:-} ${f[p99]}"
-	LAT_BAD[$key]=$((${LAT_BAD[$key]:-0} + f[errors] + f[unsent]))
-}
-
-# lat_row SCENARIO KEY VS_KEY: KEY's median p99 must not exceed VS_KEY's, and
-# KEY must answer every request it was offered.
-lat_row() {
-	local sc=$1 key=$2 vs=$3 a b p50 vp50 res=PASS note verdict
-	# shellcheck disable=SC2086 # the lists are space-separated numbers
-	{
-		a=$(median ${LAT_P99S[$key]:-})
-		b=$(median ${LAT_P99S[$vs]:-})
-		p50=$(median ${LAT_P50S[$key]:-})
-		vp50=$(median ${LAT_P50S[$vs]:-})
-	}
-	verdict=-
-	if [[ -z $a ]]; then
-		res=SKIP
-		SKIPS=$((SKIPS + 1))
-	else
-		verdict="ok($b)"
-		awk -v a="$a" -v b="$b" 'BEGIN { exit !(b != "" && a + 0 <= b + 0) }' ||
-			{ verdict="WORSE(${b:-?})" && res=MISS; }
-		((${LAT_BAD[$key]:-0} == 0)) || { verdict="${LAT_BAD[$key]}-unanswered" && res=MISS; }
-		[[ $res == MISS ]] && MISSES=$((MISSES + 1))
-	fi
-	note="p99 of each round:${LAT_P99S[$key]:- -} vs${LAT_P99S[$vs]:- -}"
-	ROWS+=("$(printf '%-12s %-23s %-5s %8s %7s %7s %8s  %-22s %-5s %8s %6s %6s  %-24s %s  (%s)' \
-		"$sc" "${NAME[${key%.*}]}" "${key#*.}" "$LAT_RATE" "${p50:--}" "${a:--}" - "${NAME[${vs%.*}]}" "${vs#*.}" \
-		"$LAT_RATE" - "p99<=" "$verdict" "$res" "$note")")
-	CMP+=("latcmp $sc $key $LAT_RATE ${p50:--} ${a:--} $vs ${vp50:--} ${b:--} $res")
-}
-
-declare -A LAT_P50S=() LAT_P99S=() LAT_BAD=()
-LAT=$(abspath "${HTTPLAT_BIN:-$ROOT/build/bench/httplat}")
-LAT_ROUNDS=${LAT_ROUNDS:-6}
-LAT_DURATION=${LAT_DURATION:-5}
-[[ $LAT_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "LAT_ROUNDS must be a positive integer"
-[[ $LAT_DURATION =~ ^[1-9][0-9]*$ ]] || die "LAT_DURATION must be a positive integer"
+lat_setup
 if [[ -z ${LAT_RATE:-} ]]; then
 	LAT_RATE=$(awk -v r="${RPS[uw_hs.close]:-0}" 'BEGIN { printf "%d", int(r * 0.6 / 1000) * 1000 }')
 	((LAT_RATE > 0)) || LAT_RATE=5000
 fi
 [[ $LAT_RATE =~ ^[1-9][0-9]*$ ]] || die "LAT_RATE must be a positive integer"
-if [[ ! -x $LAT ]]; then
-	echo "$SCRIPT: warning: $LAT not built (make bench builds it): scenario 6 skipped" >&2
-elif [[ $SKIP_MULEFARM == 1 ]]; then
-	echo "== scenario 6: skipped (SKIP_MULEFARM)"
-else
-	# Both servers run at once (an idle one costs nothing) and the short
-	# runs alternate, so that both meet the same moments of a noisy machine.
+if lat_ready "scenario 6"; then
 	echo "== scenario 6: httplat -c$CONNS -r$LAT_RATE -d${LAT_DURATION}s (after 1s), $LAT_ROUNDS round(s), alternating"
-	MF_LAT_PORT=$(free_port)
-	start_server mf_hs "$MF_LAT_PORT" "$BIN" --http-socket 127.0.0.1:"$MF_LAT_PORT" "${MF_ARGS[@]}"
-	MF_LAT_PID=$SRV_PID
-	BG_PIDS+=("$MF_LAT_PID")
-	UW_LAT_PORT=$(free_port)
-	start_server uw_hs "$UW_LAT_PORT" uwsgi --plugin python3 --http-socket 127.0.0.1:"$UW_LAT_PORT" "${UW_ARGS[@]}"
-	# One mode after the other, and the first server changes every round:
-	# what a run leaves behind (uWSGI's keep-alive run closes tens of
-	# thousands of connections, whose TIME_WAIT timers fire a minute later)
-	# falls on both alike.
-	for m in ka close; do
-		for ((round = 1; round <= LAT_ROUNDS; round++)); do
-			if ((round % 2)); then
-				lat_load mf_hs "$m" "$MF_LAT_PORT"
-				lat_load uw_hs "$m" "$UW_LAT_PORT"
-			else
-				lat_load uw_hs "$m" "$UW_LAT_PORT"
-				lat_load mf_hs "$m" "$MF_LAT_PORT"
-			fi
-		done
-	done
-	stop_server INT
-	SRV_PID=$MF_LAT_PID
-	stop_server INT
-	BG_PIDS=("${BG_PIDS[@]/#$MF_LAT_PID/}") # gone: cleanup must not kill a reused pid
+	lat_servers mf_hs uw_hs
+	# One mode after the other: what a run leaves behind (uWSGI's
+	# keep-alive run closes tens of thousands of connections, whose
+	# TIME_WAIT timers fire a minute later) falls on both alike.
+	for m in ka close; do lat_rounds mf_hs uw_hs "$m" "$LAT_RATE"; done
+	lat_servers_stop
 fi
 
 # ---- report -----------------------------------------------------------------
@@ -309,8 +232,8 @@ row 4-http mf_http.ka uw_http.ka ">=2.5" "~uw_http.ka"
 row 5-gunicorn gu.ka uw_hs.ka - -
 row 5-gunicorn gu.close uw_hs.close - -
 row ceiling ngx.ka ngx.close - -
-lat_row 6-equal-load mf_hs.ka uw_hs.ka
-lat_row 6-equal-load mf_hs.close uw_hs.close
+lat_row 6-equal-load mf_hs.ka uw_hs.ka "$LAT_RATE"
+lat_row 6-equal-load mf_hs.close uw_hs.close "$LAT_RATE"
 mem_row memory mf_hs uw_hs "<=1.0"
 mem_row memory-http mf_http uw_http -
 

@@ -584,3 +584,114 @@ write_runs() {
 		echo "cpu $k ${CPU_US[$k]:--}"
 	done
 }
+
+# ---- p99 at an equal offered load (tests/bench/httplat) -----------------------
+# wrk is a closed loop, so the faster server is also sent more requests and
+# two servers' wrk p99 are taken at different loads. httplat offers one
+# fixed rate to both; a request's latency runs from when it was due.
+
+# lat_setup: LAT (the client), LAT_ROUNDS and LAT_DURATION, checked.
+lat_setup() {
+	declare -gA LAT_P50S=() LAT_P99S=() LAT_BAD=()
+	LAT=$(abspath "${HTTPLAT_BIN:-$ROOT/build/bench/httplat}")
+	LAT_ROUNDS=${LAT_ROUNDS:-6}
+	LAT_DURATION=${LAT_DURATION:-5}
+	[[ $LAT_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "LAT_ROUNDS must be a positive integer"
+	[[ $LAT_DURATION =~ ^[1-9][0-9]*$ ]] || die "LAT_DURATION must be a positive integer"
+}
+
+# lat_load ID MODE PORT RATE [PATH]: one httplat run offering RATE req/s of
+# GET PATH (default /), keep-alive unless MODE is "close"; appends its p99
+# to LAT_P99S[ID.MODE] (and p50 to LAT_P50S).
+lat_load() {
+	local id=$1 mode=$2 port=$3 rate=$4 path=${5:-/} key=$1.$2 out=$TMP/$1.$2.lat opt=() k v
+	[[ $mode == close ]] && opt=(-C)
+	"$LAT" -c"$CONNS" -r"$rate" -d"$LAT_DURATION" -w1 "${opt[@]}" 127.0.0.1:"$port" "$path" >"$out" ||
+		{ cat "$out" >&2; die "httplat failed against ${NAME[$id]}"; }
+	declare -A f=()
+	while read -r k v; do f[$k]=$v; done <"$out"
+	[[ -n ${f[p99]:-} ]] || { cat "$out" >&2; die "cannot parse httplat output for ${NAME[$id]} ($mode)"; }
+	printf '   %-28s %-6s %6s req/s offered, %6s served  p50 %7s ms  p99 %7s ms  p99.9 %7s ms  errors %s  unsent %s  connections %s  retries %s\n' \
+		"${NAME[$id]}" "$mode" "$rate" "${f[rate]}" "${f[p50]}" "${f[p99]}" "${f[p999]}" "${f[errors]}" \
+		"${f[unsent]}" "${f[connects]}" "${f[retries]}"
+	LAT_P50S[$key]="${LAT_P50S[$key]:-} ${f[p50]}"
+	LAT_P99S[$key]="${LAT_P99S[$key]:-} ${f[p99]}"
+	LAT_BAD[$key]=$((${LAT_BAD[$key]:-0} + f[errors] + f[unsent]))
+}
+
+# lat_row SCENARIO KEY VS_KEY RATE: at the offered load RATE, KEY's median
+# p99 must not exceed VS_KEY's, and KEY must answer every request it was
+# offered.
+lat_row() {
+	local sc=$1 key=$2 vs=$3 rate=$4 a b p50 vp50 res=PASS note verdict
+	# shellcheck disable=SC2086 # the lists are space-separated numbers
+	{
+		a=$(median ${LAT_P99S[$key]:-})
+		b=$(median ${LAT_P99S[$vs]:-})
+		p50=$(median ${LAT_P50S[$key]:-})
+		vp50=$(median ${LAT_P50S[$vs]:-})
+	}
+	verdict=-
+	if [[ -z $a ]]; then
+		res=SKIP
+		SKIPS=$((SKIPS + 1))
+	else
+		verdict="ok($b)"
+		awk -v a="$a" -v b="$b" 'BEGIN { exit !(b != "" && a + 0 <= b + 0) }' ||
+			{ verdict="WORSE(${b:-?})" && res=MISS; }
+		((${LAT_BAD[$key]:-0} == 0)) || { verdict="${LAT_BAD[$key]}-unanswered" && res=MISS; }
+		[[ $res == MISS ]] && MISSES=$((MISSES + 1))
+	fi
+	note="p99 of each round:${LAT_P99S[$key]:- -} vs${LAT_P99S[$vs]:- -}"
+	ROWS+=("$(printf '%-12s %-23s %-5s %8s %7s %7s %8s  %-22s %-5s %8s %6s %6s  %-24s %s  (%s)' \
+		"$sc" "${NAME[${key%.*}]}" "${key#*.}" "$rate" "${p50:--}" "${a:--}" - "${NAME[${vs%.*}]}" "${vs#*.}" \
+		"$rate" - "p99<=" "$verdict" "$res" "$note")")
+	CMP+=("latcmp $sc $key $rate ${p50:--} ${a:--} $vs ${vp50:--} ${b:--} $res")
+}
+
+# lat_ready WHAT: true when the equal-load runs can go (httplat is built and
+# mulefarm is measured); otherwise says why WHAT is skipped.
+lat_ready() {
+	if [[ ! -x $LAT ]]; then
+		echo "$SCRIPT: warning: $LAT not built (make bench builds it): $1 skipped" >&2
+	elif [[ $SKIP_MULEFARM == 1 ]]; then
+		echo "== $1: skipped (SKIP_MULEFARM)"
+	else
+		return 0
+	fi
+	return 1
+}
+
+# lat_servers MF_ID UW_ID: mulefarm (BIN, MF_ARGS) and uWSGI (UW_ARGS) with
+# --http-socket on free ports, both up at once (an idle one costs nothing);
+# their ports are LAT_PORT[MF_ID] and LAT_PORT[UW_ID]. lat_servers_stop
+# stops both.
+lat_servers() {
+	local mf=$1 uw=$2
+	declare -gA LAT_PORT=()
+	LAT_PORT[$mf]=$(free_port)
+	start_server "$mf" "${LAT_PORT[$mf]}" "$BIN" --http-socket 127.0.0.1:"${LAT_PORT[$mf]}" "${MF_ARGS[@]}"
+	LAT_MF_PID=$SRV_PID
+	BG_PIDS+=("$LAT_MF_PID")
+	LAT_PORT[$uw]=$(free_port)
+	start_server "$uw" "${LAT_PORT[$uw]}" uwsgi --plugin python3 --http-socket 127.0.0.1:"${LAT_PORT[$uw]}" "${UW_ARGS[@]}"
+}
+
+lat_servers_stop() {
+	stop_server INT
+	SRV_PID=$LAT_MF_PID
+	stop_server INT
+	BG_PIDS=("${BG_PIDS[@]/#$LAT_MF_PID/}") # gone: cleanup must not kill a reused pid
+}
+
+# lat_rounds MF_ID UW_ID MODE RATE [PATH]: LAT_ROUNDS lat_load runs of each
+# server, alternating, the first one changing every round, so that both
+# meet the same moments of a noisy machine.
+lat_rounds() {
+	local mf=$1 uw=$2 mode=$3 rate=$4 path=${5:-/} round id order
+	for ((round = 1; round <= LAT_ROUNDS; round++)); do
+		order=("$mf" "$uw")
+		((round % 2)) || order=("$uw" "$mf")
+		for id in "${order[@]}"; do lat_load "$id" "$mode" "${LAT_PORT[$id]}" "$rate" "$path"; done
+	done
+}

@@ -20,7 +20,17 @@
 #            nginx (sendfile on, 2 workers) beside: the machine's ceiling.
 #   cpu      the server's CPU time per request, mulefarm vs uWSGI --http-socket,
 #            for information
-# In each mulefarm/uWSGI --http-socket pair mulefarm's p99 must be no worse.
+#   4k-equal-load, 1m-equal-load
+#            p99 at the same offered load, mulefarm vs uWSGI --http-socket,
+#            with tests/bench/httplat (open loop, keep-alive, 60% of uWSGI's
+#            wrk rate for that file offered to each)        p99 <= uWSGI's
+#
+# Latency, as in http.sh: "p99 no worse than uWSGI's" is decided at an equal
+# offered load. wrk is a closed loop, so the faster server is also sent more
+# requests (mulefarm serves about 3x uWSGI's load of 4 KiB files here, where
+# a 2-CPU machine has a tail that nginx shares), and uWSGI's --http-socket
+# closes after every response, so its reconnects are in no wrk latency
+# sample. The wrk p99 is still shown next to uWSGI's, for information.
 #
 # Environment:
 #   DURATION=10        seconds of measured load per run
@@ -31,6 +41,12 @@
 #                      each one's best round (steadier on a busy machine)
 #   APP=...            WSGI file (default examples/hello/app.py)
 #   OUT=...            machine-readable summary (default build/bench/static.txt)
+#   LAT_ROUNDS=6       equal-load rounds per file, the servers alternating;
+#                      each one's median p99 is compared
+#   LAT_DURATION=5     seconds of each equal-load run (after 1s unmeasured)
+#   LAT_RATE_4k=...    offered load for the 4 KiB file, req/s (default: 60% of
+#   LAT_RATE_1m=...    uWSGI --http-socket's wrk rate, two significant digits)
+#   HTTPLAT_BIN=...    the latency client (default build/bench/httplat)
 #   STRICT=1           exit 1 if any target is missed (default: report only)
 #
 # Needs: wrk, uwsgi + uwsgi-plugin-python3, nginx, curl, ss (iproute2).
@@ -182,14 +198,40 @@ if ((ROUNDS > 1)); then
 	echo "$SCRIPT: best of $ROUNDS rounds per server and file"
 fi
 
+# ---- p99 at the same offered load -------------------------------------------
+
+lat_setup
+declare -A LAT_RATE_OF=()
+for f in $FILES; do
+	v=LAT_RATE_$f
+	rate=${!v:-$(awk -v r="${RPS[uw_hs.$f]:-0}" 'BEGIN {
+		r *= 0.6; m = 1; while (r >= 100 * m) m *= 10; printf "%d", int(r / m) * m }')}
+	[[ $rate =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (uWSGI's $f run gave no rate to start from)"
+	LAT_RATE_OF[$f]=$rate
+done
+if lat_ready "equal load"; then
+	echo "== equal load: httplat -c$CONNS -d${LAT_DURATION}s (after 1s), $LAT_ROUNDS round(s) per file, alternating"
+	lat_servers mf uw_hs
+	check_files mf "${LAT_PORT[mf]}"
+	check_files uw_hs "${LAT_PORT[uw_hs]}"
+	for f in $FILES; do
+		echo "-- /static/$f.bin at ${LAT_RATE_OF[$f]} req/s"
+		lat_rounds mf uw_hs "$f-eq" "${LAT_RATE_OF[$f]}" "/static/$f.bin"
+	done
+	lat_servers_stop
+fi
+
 # ---- report -----------------------------------------------------------------
 
 for f in $FILES; do
-	row "$f" "mf.$f" "uw_hs.$f" ">=1.5" "uw_hs.$f"
+	# wrk's p99 next to uWSGI's, for information ("~"): the equal-load
+	# rows decide.
+	row "$f" "mf.$f" "uw_hs.$f" ">=1.5" "~uw_hs.$f"
 	row "$f" "mf.$f" "uw_h11.$f" - -
 	row "$f" "mf.$f" "ngx.$f" - -
 	row "$f" "uw_hs.$f" "ngx.$f" - -
 done
+for f in $FILES; do lat_row "$f-equal-load" "mf.$f-eq" "uw_hs.$f-eq" "${LAT_RATE_OF[$f]}"; done
 mem_row memory mf uw_hs -
 for f in $FILES; do cpu_row "$f-cpu" "mf.$f" "uw_hs.$f"; done
 
@@ -209,6 +251,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo "# run <id.file> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
 	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
 	echo "# cmp <file> <id.file> <rps> <p50_ms> <p99_ms> <vs_id.file> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
+	echo "# latcmp <scenario> <id.file-eq> <offered_rps> <p50_ms> <p99_ms> <vs_id.file-eq> <vs_p50_ms> <vs_p99_ms> <PASS|MISS|SKIP> (medians)"
 	echo "# memcmp <scenario> <id> <avg_pss_kib> <vs_id> <vs_avg_pss_kib> <ratio> <target> <PASS|MISS|SKIP|info>"
 	echo "# ids: mf mulefarm --http-socket, uw_hs uWSGI --http-socket, uw_h11 uWSGI --http11-socket, ngx nginx;"
 	echo "#      files: 4k (4096 bytes), 1m (1048576 bytes), GET /static/<file>.bin; -rN: round N"
