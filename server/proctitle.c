@@ -82,7 +82,8 @@ static void write_title(const char *state)
 	size_t len = 0;
 	put(&len, head, head_len);
 	if (cur_id > 0) {
-		put(&len, state ? state : "", state ? strlen(state) : 0);
+		if (state)
+			put(&len, state, strlen(state));
 		put(&len, ")", 1);
 	}
 	/* Clear only what the previous title left, not the whole argv and

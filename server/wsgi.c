@@ -858,13 +858,18 @@ static void app_error(struct request *r, PyObject *input)
 	r->failed = true;
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void access_log(struct request *r, int64_t start_us)
 {
 	struct conn *c = r->c;
-	struct timespec ts;
 	char line[2048];
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t ms = ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - start_us) / 1000;
+	int64_t ms = (mono_us() - start_us) / 1000;
 	size_t n = log_prefix(line, sizeof(line));
 	int uri = c->req.target.len > 1024 ? 1024 : (int)c->req.target.len;
 	struct http_slice proto = {c->req.minor_version ? "HTTP/1.1" : "HTTP/1.0", 8};
@@ -957,12 +962,7 @@ static PyObject *select_app(PyObject *env)
 
 bool wsgi_serve(struct conn *c, bool closing)
 {
-	int64_t start_us = 0; /* only the access log needs it */
-	if (cfg->access_log) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		start_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	}
+	int64_t start_us = cfg->access_log ? mono_us() : 0; /* only the access log needs it */
 
 	struct request *r = PyObject_New(struct request, &request_type);
 	if (r == NULL) {
