@@ -5,6 +5,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -79,6 +80,23 @@ static void publish_spawn(struct proc *p)
 	}
 }
 
+/* --sched-batch (on by default): a web worker runs under SCHED_BATCH, at
+ * the same nice level and CPU share as before. The only change is that a
+ * worker woken by a new connection does not preempt the task that woke it
+ * (nginx between its connect() and its write of the request, or a client):
+ * it runs when that task blocks or its slice ends, or at once on an idle
+ * CPU. Without this, on a busy machine the woken worker takes the CPU,
+ * finds no request yet, and sleeps again; each such turn is two context
+ * switches and an epoll registration. docs/benchmarks.md has the figures.
+ * Threads the worker starts later inherit the policy. Needs no privilege;
+ * a refusal (a seccomp filter, say) is logged and the worker carries on. */
+static void sched_worker(const struct config *cfg)
+{
+	struct sched_param sp = {.sched_priority = 0};
+	if (cfg->sched_batch && sched_setscheduler(0, SCHED_BATCH, &sp) == -1)
+		log_err(errno, "--sched-batch: cannot switch to SCHED_BATCH");
+}
+
 int proc_spawn(const struct server *srv, struct proc *p)
 {
 	sigset_t all, old;
@@ -104,6 +122,8 @@ int proc_spawn(const struct server *srv, struct proc *p)
 			_exit(1); /* the master died before prctl() */
 		log_set_identity(proc_role_name(p->role), p->id);
 		proctitle_set(proc_role_name(p->role), p->id, "starting");
+		if (p->role == ROLE_WORKER)
+			sched_worker(&srv->cfg);
 		python_after_fork_child(p->role == ROLE_MULE ? 0 : p->id);
 		usignal_child_start(p->role == ROLE_MULE, p->id);
 		if (p->role == ROLE_MULE)

@@ -8,7 +8,8 @@
  * X(ID, name, kind, repeat, default, help)
  *   kind: OPT_STR  takes a value
  *         OPT_INT  takes an integer value
- *         OPT_FLAG optional value: bare, or 1/true/yes/on, 0/false/no/off
+ *         OPT_FLAG optional value: bare, or 1/true/yes/on, 0/false/no/off;
+ *                  when absent, <default> ("1") or false (NULL)
  *         OPT_OPT  optional value; bare means <default>
  *   repeat: true when each occurrence adds a value (otherwise the last wins)
  */
@@ -60,6 +61,8 @@
 	X(PROCESSES, "processes", OPT_INT, false, NULL,                                            \
 	  "number of worker processes (default: one per CPU core)")                                \
 	X(THREADS, "threads", OPT_INT, false, "4", "Python threads per worker")                    \
+	X(SCHED_BATCH, "sched-batch", OPT_FLAG, false, "1",                                        \
+	  "run the workers under SCHED_BATCH: a woken worker does not preempt (mulefarm; =0 off)") \
 	X(ENABLE_THREADS, "enable-threads", OPT_FLAG, false, NULL,                                 \
 	  "accepted for compatibility: threads are always enabled")                                \
 	X(MASTER, "master", OPT_FLAG, false, NULL,                                                 \

@@ -26,6 +26,7 @@ struct config {
 	long reload_on_rss_mb; /* 0: never recycle */
 	bool access_log;
 	bool manage_script_name;
+	bool sched_batch; /* workers run under SCHED_BATCH (proc.c) */
 	const struct options *opts;
 };
 

@@ -45,6 +45,7 @@ int config_settle(struct config *cfg, const struct options *o, char *err, size_t
 	cfg->worker_reload_mercy = (int)mercy;
 	cfg->access_log = !opt_flag(o, OPT_DISABLE_LOGGING);
 	cfg->manage_script_name = opt_flag(o, OPT_MANAGE_SCRIPT_NAME);
+	cfg->sched_batch = opt_flag(o, OPT_SCHED_BATCH);
 	cfg->max_requests = max_requests;
 	cfg->reload_on_rss_mb = rss;
 	cfg->opts = o;

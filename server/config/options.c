@@ -197,6 +197,6 @@ bool opt_flag(const struct options *o, enum opt_id id)
 {
 	const struct opt_entry *e = last(o, id);
 	if (e == NULL)
-		return false;
+		return opt_table[id].def != NULL && parse_bool(opt_table[id].def) == 1;
 	return e->value == NULL || parse_bool(e->value) == 1;
 }

@@ -355,3 +355,39 @@ def test_reuse_port_gives_each_worker_an_accept_queue(server):
              what="worker respawned")
     for _ in range(20):  # both queues are served again
         assert srv.get("/", timeout=5)[0] == 200
+
+
+def _policies(pid):
+    """The scheduling policy of every thread of <pid>."""
+    tids = [int(t) for t in os.listdir("/proc/%d/task" % pid)]
+    return {os.sched_getscheduler(t) for t in tids}
+
+
+def test_workers_run_sched_batch_by_default(server):
+    # --sched-batch is on unless turned off: every worker thread (the loop
+    # and the Python threads) runs SCHED_BATCH; the master and the mules
+    # keep the normal policy.
+    srv = server(BASIC + ["--processes", "2", "--threads", "3", "--mules", "1"])
+    kids = wait_for(lambda: len(srv.children()) == 3 and srv.children(), what="2 workers and a mule")
+    served_by = srv.get_json("/pid")["pid"]
+    workers = [k for k in kids if "worker" in open("/proc/%d/cmdline" % k).read()]
+    assert served_by in workers and len(workers) == 2
+    for pid in workers:
+        assert _policies(pid) == {os.SCHED_BATCH}, pid
+    assert _policies(srv.pid) == {os.SCHED_OTHER}
+    mules = [k for k in kids if k not in workers]
+    assert len(mules) == 1 and _policies(mules[0]) == {os.SCHED_OTHER}
+
+
+def test_sched_batch_off_keeps_the_normal_policy(server):
+    srv = server(BASIC + ["--processes", "1", "--threads", "2", "--sched-batch=false"])
+    pid = srv.get_json("/pid")["pid"]
+    assert _policies(pid) == {os.SCHED_OTHER}
+
+
+def test_sched_batch_bad_value_named(server, tmp_path):
+    ini = tmp_path / "app.ini"
+    ini.write_text("[uwsgi]\nprocesses = 1\nsched-batch = maybe\n")
+    srv = server(BASIC + ["--ini", str(ini)], wait=False)
+    assert srv.wait_exit(10) != 0
+    assert "%s:3" % ini in srv.log_text() and "sched-batch" in srv.log_text()

@@ -133,7 +133,10 @@ static void test_absent_defaults(void **state)
 		if (i == OPT_MASTER)
 			continue;
 		assert_false(opt_given(&opts, (enum opt_id)i));
-		assert_false(opt_flag(&opts, (enum opt_id)i));
+		/* an absent flag is its default: off unless the table says "1" */
+		bool on = opt_table[i].kind == OPT_FLAG && opt_table[i].def != NULL &&
+		          strcmp(opt_table[i].def, "1") == 0;
+		assert_int_equal(opt_flag(&opts, (enum opt_id)i), on);
 		const char *v = opt_str(&opts, (enum opt_id)i);
 		if (opt_table[i].def == NULL)
 			assert_null(v);
@@ -229,6 +232,18 @@ static void test_every_option_in_every_form(void **state)
 /*
  * Aliases
  */
+
+static void test_flag_on_by_default(void **state)
+{
+	PARSE_OK("--master");
+	assert_true(opt_flag(&opts, OPT_SCHED_BATCH)); /* absent: the default */
+	opt_free(&opts);
+	PARSE_OK("--sched-batch=0");
+	assert_false(opt_flag(&opts, OPT_SCHED_BATCH));
+	opt_free(&opts);
+	PARSE_OK("--sched-batch", "--sched-batch=off", "--sched-batch");
+	assert_true(opt_flag(&opts, OPT_SCHED_BATCH)); /* the last one wins */
+}
 
 static void test_short_alias(void **state)
 {
@@ -590,6 +605,7 @@ int main(void)
 	        T(test_equals_value),
 	        T(test_str_takes_next_argument),
 	        T(test_every_option_in_every_form),
+	        T(test_flag_on_by_default),
 	        T(test_short_alias),
 	        T(test_short_alias_is_case_sensitive),
 	        T(test_long_alias),
