@@ -600,6 +600,16 @@ lat_setup() {
 	[[ $LAT_DURATION =~ ^[1-9][0-9]*$ ]] || die "LAT_DURATION must be a positive integer"
 }
 
+# lat_rate VAR KEY: the offered load for an equal-load run: $VAR when set,
+# else 60% of RPS[KEY] (a wrk rate, usually uWSGI's: below both servers'
+# capacity) to two significant digits.
+lat_rate() {
+	local rate=${!1:-$(awk -v r="${RPS[$2]:-0}" 'BEGIN {
+		r *= 0.6; m = 1; while (r >= 100 * m) m *= 10; printf "%d", int(r / m) * m }')}
+	[[ $rate =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer (the $2 run gave no rate to start from)"
+	echo "$rate"
+}
+
 # lat_load ID MODE PORT RATE [PATH]: one httplat run offering RATE req/s of
 # GET PATH (default /), keep-alive unless MODE is "close"; appends its p99
 # to LAT_P99S[ID.MODE] (and p50 to LAT_P50S).

@@ -202,13 +202,7 @@ fi
 
 lat_setup
 declare -A LAT_RATE_OF=()
-for f in $FILES; do
-	v=LAT_RATE_$f
-	rate=${!v:-$(awk -v r="${RPS[uw_hs.$f]:-0}" 'BEGIN {
-		r *= 0.6; m = 1; while (r >= 100 * m) m *= 10; printf "%d", int(r / m) * m }')}
-	[[ $rate =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (uWSGI's $f run gave no rate to start from)"
-	LAT_RATE_OF[$f]=$rate
-done
+for f in $FILES; do LAT_RATE_OF[$f]=$(lat_rate "LAT_RATE_$f" "uw_hs.$f"); done
 if lat_ready "equal load"; then
 	echo "== equal load: httplat -c$CONNS -d${LAT_DURATION}s (after 1s), $LAT_ROUNDS round(s) per file, alternating"
 	lat_servers mf uw_hs

@@ -22,8 +22,12 @@
 #          and when it is the bottleneck both servers reach about the same
 #          req/s; the CPU each needs per request still tells them apart
 #   memory average worker PSS after the load, for information
-# In each pair mulefarm's p99 must be no worse than uWSGI's (nginx sets the
-# load, about the same for both).
+#   equal load   p99 at the same offered load, which must be no worse than
+#          uWSGI's, per transport: httplat sends a fixed rate (60% of uWSGI's
+#          wrk rate) through nginx to each server in turn, keep-alive, for
+#          LAT_ROUNDS alternating rounds; the median p99 is compared. (wrk is
+#          a closed loop: the faster server is sent more requests, so its
+#          wrk p99 is shown beside uWSGI's for information only.)
 #
 # Environment:
 #   DURATION=5         seconds of measured load per run
@@ -34,6 +38,11 @@
 #                      bottleneck and both servers reach its rate
 #   ROUNDS=4           rounds per transport, the servers alternating; each
 #                      server's median round (by req/s) is compared
+#   LAT_ROUNDS=6       equal-load rounds per transport, the servers alternating
+#   LAT_DURATION=5     seconds of each equal-load run (after 1s unmeasured)
+#   LAT_RATE_tcp=...   offered load through each front, req/s (default: 60%
+#   LAT_RATE_unix=...  of uWSGI's wrk rate, two significant digits)
+#   HTTPLAT_BIN=...    the latency client (default build/bench/httplat)
 #   MULEFARM_BIN=...   mulefarm binary (default build/mulefarm)
 #   SKIP_MULEFARM=1    benchmark only uWSGI (mulefarm rows: skipped)
 #   APP=...            WSGI file (default examples/hello/app.py)
@@ -191,16 +200,37 @@ for m in tcp unix; do
 	done
 done
 for id in "${ids[@]}"; do
-	SRV_PID=${SPID[$id]}
-	SRV_LOG=${SLOG[$id]}
-	measure_mem "$id"
-	stop_server INT
-	BG_PIDS=("${BG_PIDS[@]/#${SPID[$id]}/}") # gone: cleanup must not kill a reused pid
 	for m in tcp unix; do
 		keys=()
 		for ((r = 1; r <= ROUNDS; r++)); do keys+=("$id.$m-r$r"); done
 		median_of "$id.$m" "${keys[@]}"
 	done
+done
+
+# ---- p99 at the same offered load, through the same fronts ------------------
+
+lat_setup
+declare -A LAT_RATE_OF=()
+for m in tcp unix; do LAT_RATE_OF[$m]=$(lat_rate "LAT_RATE_$m" "uw.$m"); done
+if lat_ready "equal load"; then
+	echo "== equal load: httplat -c$CONNS -d${LAT_DURATION}s (after 1s) to nginx, $LAT_ROUNDS round(s) per transport, alternating"
+	declare -A LAT_PORT=()
+	for m in tcp unix; do
+		for id in mf uw; do
+			LAT_PORT[$id]=${NGX_TCP[$id]}
+			[[ $m == tcp ]] || LAT_PORT[$id]=${NGX_UNIX[$id]}
+		done
+		echo "-- $m at ${LAT_RATE_OF[$m]} req/s"
+		lat_rounds mf uw "$m-eq" "${LAT_RATE_OF[$m]}"
+	done
+fi
+
+for id in "${ids[@]}"; do
+	SRV_PID=${SPID[$id]}
+	SRV_LOG=${SLOG[$id]}
+	measure_mem "$id"
+	stop_server INT
+	BG_PIDS=("${BG_PIDS[@]/#${SPID[$id]}/}") # gone: cleanup must not kill a reused pid
 done
 if grep -qaE '\[(error|crit|alert|emerg)\]' "$NGX/error.log"; then
 	echo "$SCRIPT: warning: nginx logged errors:" >&2
@@ -210,8 +240,10 @@ echo "$SCRIPT: each figure below is the median of $ROUNDS rounds"
 
 # ---- report -----------------------------------------------------------------
 
-row tcp mf.tcp uw.tcp ">=1.1" uw.tcp
-row unix mf.unix uw.unix ">=1.1" uw.unix
+# wrk's p99 next to uWSGI's, for information ("~"): the equal-load rows decide.
+row tcp mf.tcp uw.tcp ">=1.1" "~uw.tcp"
+row unix mf.unix uw.unix ">=1.1" "~uw.unix"
+for m in tcp unix; do lat_row "$m-equal-load" "mf.$m-eq" "uw.$m-eq" "${LAT_RATE_OF[$m]}"; done
 row tcp-vs-unix uw.tcp uw.unix - -
 cpu_row tcp-cpu mf.tcp uw.tcp
 cpu_row unix-cpu mf.unix uw.unix
@@ -232,8 +264,9 @@ mkdir -p "$(dirname "$OUT")"
 	echo "# run <id.mode> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
 	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
 	echo "# cmp <scenario> <id.mode> <rps> <p50_ms> <p99_ms> <vs_id.mode> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
+	echo "# latcmp <scenario> <id.mode-eq> <offered_rps> <p50_ms> <p99_ms> <vs_id.mode-eq> <vs_p50_ms> <vs_p99_ms> <PASS|MISS|SKIP> (medians)"
 	echo "# memcmp <scenario> <id> <avg_pss_kib> <vs_id> <vs_avg_pss_kib> <ratio> <target> <PASS|MISS|SKIP|info>"
-	echo "# ids: mf nginx -> mulefarm --socket, uw nginx -> uWSGI --socket; modes: tcp, unix (upstream transport), -rN: round N"
+	echo "# ids: mf nginx -> mulefarm --socket, uw nginx -> uWSGI --socket; modes: tcp, unix (upstream transport), -rN: round N, -eq: equal load"
 	write_runs
 	printf '%s\n' "${CMP[@]}"
 	echo "result misses=$MISSES skips=$SKIPS"
