@@ -357,6 +357,11 @@ def test_reuse_port_gives_each_worker_an_accept_queue(server):
         assert srv.get("/", timeout=5)[0] == 200
 
 
+def _cmdline(pid):
+    with open("/proc/%d/cmdline" % pid) as f:
+        return f.read()
+
+
 def _policies(pid):
     """The scheduling policy of every thread of <pid>."""
     tids = [int(t) for t in os.listdir("/proc/%d/task" % pid)]
@@ -370,7 +375,7 @@ def test_workers_run_sched_batch_by_default(server):
     srv = server(BASIC + ["--processes", "2", "--threads", "3", "--mules", "1"])
     kids = wait_for(lambda: len(srv.children()) == 3 and srv.children(), what="2 workers and a mule")
     served_by = srv.get_json("/pid")["pid"]
-    workers = [k for k in kids if "worker" in open("/proc/%d/cmdline" % k).read()]
+    workers = [k for k in kids if "worker" in _cmdline(k)]
     assert served_by in workers and len(workers) == 2
     for pid in workers:
         assert _policies(pid) == {os.SCHED_BATCH}, pid
