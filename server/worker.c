@@ -417,11 +417,11 @@ static int accept_budget(struct worker *w)
 static void on_accept(struct worker *w, const struct listener *l)
 {
 	int budget = accept_budget(w);
+	/* The peer's address is only wanted from TCP HTTP clients: behind
+	 * the uwsgi protocol the peer is nginx, and the client's address
+	 * comes in the packet. */
+	bool want_peer = !l->is_unix && l->proto != PROTO_UWSGI;
 	for (int i = 0; i < budget && !w->stopping; i++) {
-		/* The peer's address is only wanted from TCP HTTP clients:
-		 * behind the uwsgi protocol the peer is nginx, and the
-		 * client's address comes in the packet. */
-		bool want_peer = !l->is_unix && l->proto != PROTO_UWSGI;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(listener_fd(l, w->id), want_peer ? (struct sockaddr *)&ss : NULL,

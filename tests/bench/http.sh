@@ -50,7 +50,8 @@
 #   OUT=...            machine-readable summary (default build/bench/http.txt)
 #   STRICT=1           exit 1 if any target is missed (default: report only)
 #   LAT_RATE=...       scenario 6's offered load, req/s (default: 60% of what
-#                      uWSGI --http-socket served with close in this run)
+#                      uWSGI --http-socket served with close in this run, two
+#                      significant digits)
 #   LAT_ROUNDS=6       scenario 6 rounds, the servers alternating; each
 #                      server's median p99 is compared
 #   LAT_DURATION=5     seconds of each scenario 6 run (after 1s unmeasured)
@@ -204,11 +205,7 @@ stop_server TERM
 # ---- scenario 6: p99 at the same offered load -------------------------------
 
 lat_setup
-if [[ -z ${LAT_RATE:-} ]]; then
-	LAT_RATE=$(awk -v r="${RPS[uw_hs.close]:-0}" 'BEGIN { printf "%d", int(r * 0.6 / 1000) * 1000 }')
-	((LAT_RATE > 0)) || LAT_RATE=5000
-fi
-[[ $LAT_RATE =~ ^[1-9][0-9]*$ ]] || die "LAT_RATE must be a positive integer"
+LAT_RATE=$(lat_rate LAT_RATE uw_hs.close)
 if lat_ready "scenario 6"; then
 	echo "== scenario 6: httplat -c$CONNS -r$LAT_RATE -d${LAT_DURATION}s (after 1s), $LAT_ROUNDS round(s), alternating"
 	lat_servers mf_hs uw_hs
