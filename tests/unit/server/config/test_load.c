@@ -291,6 +291,14 @@ static const struct row cli_rows[] = {
         {"include_missing",
          {"--ini", "{D}/missing.ini"},
          .want = {"{D}/missing.ini: cannot read: No such file or directory"}},
+        /* A ':' before the last '/' is part of the path, not a section:
+         * the whole name is reported (found by fuzzing, where it looked
+         * like a line of f.json). */
+        {"include_missing_colon_in_directory",
+         {"--json", "{D}/f.json:44/f.json"},
+         {NULL},
+         {F("f.json", "{\"uwsgi\": {}}\n")},
+         .want = {"{D}/f.json:44/f.json: cannot read: No such file or directory"}},
         {"bare_missing",
          {"{D}/missing.yml"},
          .want = {"{D}/missing.yml: cannot read: No such file or directory"}},
