@@ -24,8 +24,19 @@ Exactly once, also when a mule is SIGKILLed:
   - killed while holding lock 0: the next lock() recovers it (robust
     mutex, "[deadlock-detector]" in the log).
 
-SIGTERM (a graceful stop): the handler sends __SHUTDOWN__ to the farm and
-the loop ends when a mule receives it, as Galaxy's galaxy-main does.
+SIGTERM (a graceful stop): the handler finishes the job it is running and
+stops; one waiting for a message stops at once. Galaxy's handlers instead
+send __SHUTDOWN__ to their farm and stop when a mule receives it
+(examples/galaxy does). That message queues behind every job message
+already in the farm, and during a transparent restart the farm's queue is
+handed to the new instance, whose mules wait for the old ones to exit: an
+old mule would first run every queued job, and a mule still recovering
+when SIGTERM came would find its shutdown message only after that. Jobs it
+leaves are not lost: the queue keeps their messages, and a job it had
+claimed and not run is recovered by the next mule with its name. (A
+SIGTERM landing just as farm_get_msg() returns loses that one message, as
+a kill there does; the job is then claimed as unassigned at the next
+start.)
 """
 import hashlib
 import json
@@ -109,11 +120,49 @@ class Handler:
         if ids:
             log(self.name, "recovering %d jobs (%d unassigned adopted)" % (len(ids), adopted))
         for job_id in ids:
+            if stopping:  # the next mule with our name runs the rest
+                break
             self.run(job_id)
 
 
+class Stop(Exception):
+    """Raised by the SIGTERM handler into a wait for a message."""
+
+
+stopping = False  # SIGTERM came: stop before the next job
+waiting = False  # in (or about to enter) farm_get_msg(): nothing to finish
+
+
 def on_term(signum, frame):
-    uwsgi.farm_msg(FARM, "__SHUTDOWN__")
+    global stopping
+    first = not stopping
+    stopping = True
+    if waiting and first:  # a second SIGTERM must not raise into cleanup
+        raise Stop()
+
+
+def next_job(h):
+    """The next job this handler claimed, or None once stopping. lock(0)
+    is held around farm_get_msg() and the claim, as in Galaxy."""
+    global waiting
+    uwsgi.lock(LOCK)
+    try:
+        while True:
+            # waiting is set before stopping is read: a SIGTERM before the
+            # read is seen by it, one after it raises Stop.
+            waiting = True
+            if stopping:
+                return None
+            msg = uwsgi.farm_get_msg()
+            waiting = False
+            job_id = json.loads(msg)["params"]["job_id"]
+            if h.claim(job_id):
+                return job_id
+    except Stop:
+        return None
+    finally:
+        waiting = False
+        uwsgi.unlock(LOCK)
 
 
 def main():
@@ -122,17 +171,10 @@ def main():
     log(h.name, "started (mule %d)" % uwsgi.mule_id())
     h.recover()
     while True:
-        uwsgi.lock(LOCK)
-        try:
-            msg = uwsgi.farm_get_msg()
-            if msg == b"__SHUTDOWN__":
-                break
-            job_id = json.loads(msg)["params"]["job_id"]
-            claimed = h.claim(job_id)
-        finally:
-            uwsgi.unlock(LOCK)
-        if claimed:
-            h.run(job_id)
+        job_id = next_job(h)
+        if job_id is None:
+            break
+        h.run(job_id)
     log(h.name, "shutting down")
     h.db.close()
 

@@ -94,17 +94,39 @@ def free_port():
     return free_port_number()
 
 
-def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition", describe=None):
     """Poll <predicate> until it returns a truthy value; returns that value.
-    Fails the test after <timeout> seconds."""
+    Fails the test after <timeout> seconds, with describe()'s text when
+    given (what the processes waited for were doing)."""
     deadline = time.monotonic() + timeout
     while True:
         v = predicate()
         if v:
             return v
         if time.monotonic() > deadline:
-            pytest.fail("timed out after %.1f s waiting for %s" % (timeout, what))
+            more = "\n" + describe() if describe else ""
+            pytest.fail("timed out after %.1f s waiting for %s%s" % (timeout, what, more))
         time.sleep(interval)
+
+
+def describe_children(ppid):
+    """One line per child of <ppid>: pid, title, state, kernel wait
+    channel and the system call it is in (/proc/PID/syscall: number and
+    arguments), for a failure message."""
+    lines = []
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st is None or st[1] != ppid:
+            continue
+        info = []
+        for name in ("cmdline", "wchan", "syscall"):
+            try:
+                with open("/proc/%d/%s" % (pid, name), "rb") as f:
+                    info.append(f.read().replace(b"\0", b" ").decode("latin-1").strip())
+            except OSError as e:
+                info.append(repr(e))
+        lines.append("pid %d %s state %s wchan %s syscall %s" % (pid, info[0], st[0], info[1], info[2]))
+    return "\n".join(lines) or "no children of pid %d" % ppid
 
 
 def _proc_stat(pid):

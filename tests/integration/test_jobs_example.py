@@ -30,6 +30,11 @@ HANDLERS = {"main.job-handlers.1", "main.job-handlers.2"}
 
 def start_jobs(server, pg, db, work_ms="1"):
     dsn = pg.create_db(db)
+    return start_on(server, dsn, work_ms), dsn
+
+
+def start_on(server, dsn, work_ms="1"):
+    """The example on the database <dsn>, once both mules have started."""
     port = free_port_number()
     srv = server(
         ["--ini", JOBS_INI],
@@ -38,7 +43,7 @@ def start_jobs(server, pg, db, work_ms="1"):
     )
     srv.wait_log(r"job-handler main\.job-handlers\.1 .*started")
     srv.wait_log(r"job-handler main\.job-handlers\.2 .*started")
-    return srv, dsn
+    return srv
 
 
 def submit(srv, n, nclients=4):
@@ -85,8 +90,8 @@ def done_count(dsn):
     return query(dsn, "SELECT count(*) FROM job WHERE state = 'done'")[0][0]
 
 
-def assert_exactly_once(dsn, ids):
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == NJOBS
+def assert_exactly_once(dsn, ids, njobs=NJOBS):
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == njobs
     rows = query(
         dsn,
         """SELECT j.id, j.state, j.handler, count(r.job_id), min(r.handler), max(r.handler)
@@ -115,9 +120,41 @@ def test_jobs_run_exactly_once(server, pg_cluster):
     wait_for(lambda: done_count(dsn) == NJOBS, timeout=60, what="%d jobs done" % NJOBS)
     rows = assert_exactly_once(dsn, ids)
     assert {r[2] for r in rows} <= HANDLERS
-    # a graceful stop: each mule's SIGTERM handler sends __SHUTDOWN__
+    # a graceful stop: each mule finishes its job, or leaves its wait, and says so
     assert srv.stop(signal.SIGTERM, timeout=30) == 0, srv.log_text()[-3000:]
     assert len(re.findall(r"job-handler main\.job-handlers\.\d .*shutting down", srv.log_text())) == 2
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_stops_each_mule_after_its_job_and_the_rest_run_once_later(server, pg_cluster):
+    """SIGTERM with a backlog of 40 ms jobs queued: each mule stops once the
+    job it runs is done, instead of running the backlog first. The same
+    when SIGTERM comes while a mule recovers that backlog at the next start.
+    Nothing is lost: a third start runs every job exactly once."""
+    n = 300
+    srv, dsn = start_jobs(server, pg_cluster, "jobs_stop", work_ms="40")
+    threads, ids, errors = submit(srv, n)
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    before = done_count(dsn)
+    assert n - before >= 100, "a backlog to leave"
+    assert srv.stop(signal.SIGTERM, timeout=30) == 0, srv.log_text()[-3000:]
+    # each mule finishes one job (a few more if the signal is slow to come)
+    assert done_count(dsn) - before <= 20
+
+    srv = start_on(server, dsn, work_ms="40")
+    m = srv.wait_log(r"main\.job-handlers\.\d .*recovering (\d+) jobs")
+    assert int(m.group(1)) >= 80, "the first mule to start claims the unassigned backlog"
+    before = done_count(dsn)
+    assert srv.stop(signal.SIGTERM, timeout=30) == 0, srv.log_text()[-3000:]
+    assert done_count(dsn) - before <= 20
+    assert len(re.findall(r"job-handler main\.job-handlers\.\d .*shutting down", srv.log_text())) == 2
+
+    srv = start_on(server, dsn)
+    wait_for(lambda: done_count(dsn) == n, timeout=60, what="%d jobs done" % n)
+    assert_exactly_once(dsn, ids, n)
+    assert srv.stop(signal.SIGTERM, timeout=30) == 0
 
 
 @pytest.mark.timeout(150)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, _proc_stat, app_path, free_port_number, group_members, pid_alive, wait_for
+from conftest import BIN, _proc_stat, app_path, describe_children, free_port_number, group_members, pid_alive, wait_for
 from mastertools import fifo_write
 from nginx import packet, request_vars, uwsgi_exchange
 from pgcluster import pg_cluster  # noqa: F401 (fixture)
@@ -798,7 +798,16 @@ def test_transparent_restarts_with_the_jobs_example_run_each_job_once(server, pg
             rc, out, err = restart(pidfile)
             assert rc == 0, "restart %d: %s%s\n%s" % (i + 1, out, err, srv.log_text()[-5000:])
             masters.append(read_pid(pidfile))
-            wait_for(lambda: not pid_alive(masters[-2]), timeout=30, what="the old master to exit")
+            wait_for(
+                lambda: not pid_alive(masters[-2]),
+                timeout=30,
+                what="the old master to exit",
+                describe=lambda: "%s\nsessions: %r"
+                % (
+                    describe_children(masters[-2]),
+                    query(dsn, "SELECT pid, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"),
+                ),
+            )
         for t in threads:
             t.join(120)
         assert errors == [], errors[:5]
