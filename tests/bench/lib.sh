@@ -611,11 +611,12 @@ lat_rate() {
 }
 
 # lat_load ID MODE PORT RATE [PATH]: one httplat run offering RATE req/s of
-# GET PATH (default /), keep-alive unless MODE is "close"; appends its p99
-# to LAT_P99S[ID.MODE] (and p50 to LAT_P50S).
+# GET PATH (default /), keep-alive unless MODE ends in "close" (a new
+# connection for each request); appends its p99 to LAT_P99S[ID.MODE] (and
+# p50 to LAT_P50S).
 lat_load() {
 	local id=$1 mode=$2 port=$3 rate=$4 path=${5:-/} key=$1.$2 out=$TMP/$1.$2.lat opt=() k v
-	[[ $mode == close ]] && opt=(-C)
+	[[ $mode == *close ]] && opt=(-C)
 	"$LAT" -c"$CONNS" -r"$rate" -d"$LAT_DURATION" -w1 "${opt[@]}" 127.0.0.1:"$port" "$path" >"$out" ||
 		{ cat "$out" >&2; die "httplat failed against ${NAME[$id]}"; }
 	declare -A f=()
@@ -685,6 +686,13 @@ lat_servers() {
 	BG_PIDS+=("$LAT_MF_PID")
 	LAT_PORT[$uw]=$(free_port)
 	start_server "$uw" "${LAT_PORT[$uw]}" uwsgi --plugin python3 --http-socket 127.0.0.1:"${LAT_PORT[$uw]}" "${UW_ARGS[@]}"
+}
+
+# tcp_cc: the kernel's TCP congestion control for new connections. BBR
+# paces what it sends, so a large response on a reused connection can take
+# longer than on a new one (see docs/benchmarks.md, static files).
+tcp_cc() {
+	cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown
 }
 
 lat_servers_stop() {

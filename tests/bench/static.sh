@@ -24,6 +24,14 @@
 #            p99 at the same offered load, mulefarm vs uWSGI --http-socket,
 #            with tests/bench/httplat (open loop, keep-alive, 60% of uWSGI's
 #            wrk rate for that file offered to each)        p99 <= uWSGI's
+#            uWSGI closes after every response, so its requests each come
+#            on a new connection; mulefarm's reuse theirs.
+#   4k-equal-load-close, 1m-equal-load-close
+#            the same with a new connection for every request to both
+#            (httplat -C): like for like              p99 <= uWSGI's
+#            The kernel's congestion control is shown with the results:
+#            under BBR (pacing) a 1 MiB response on a reused connection has
+#            a longer tail than on a new one, nginx's too (docs/benchmarks.md).
 #
 # Latency, as in http.sh: "p99 no worse than uWSGI's" is decided at an equal
 # offered load. wrk is a closed loop, so the faster server is also sent more
@@ -211,6 +219,7 @@ if lat_ready "equal load"; then
 	for f in $FILES; do
 		echo "-- /static/$f.bin at ${LAT_RATE_OF[$f]} req/s"
 		lat_rounds mf uw_hs "$f-eq" "${LAT_RATE_OF[$f]}" "/static/$f.bin"
+		lat_rounds mf uw_hs "$f-eq-close" "${LAT_RATE_OF[$f]}" "/static/$f.bin"
 	done
 	lat_servers_stop
 fi
@@ -225,13 +234,17 @@ for f in $FILES; do
 	row "$f" "mf.$f" "ngx.$f" - -
 	row "$f" "uw_hs.$f" "ngx.$f" - -
 done
-for f in $FILES; do lat_row "$f-equal-load" "mf.$f-eq" "uw_hs.$f-eq" "${LAT_RATE_OF[$f]}"; done
+for f in $FILES; do
+	lat_row "$f-equal-load" "mf.$f-eq" "uw_hs.$f-eq" "${LAT_RATE_OF[$f]}"
+	lat_row "$f-equal-load-close" "mf.$f-eq-close" "uw_hs.$f-eq-close" "${LAT_RATE_OF[$f]}"
+done
 mem_row memory mf uw_hs -
 for f in $FILES; do cpu_row "$f-cpu" "mf.$f" "uw_hs.$f"; done
 
 echo
 echo "Results: wrk -t1 -c$CONNS -d${DURATION}s keep-alive, best of $ROUNDS round(s), $WORKERS workers, $(nproc) CPUs (${IDLE}% idle before); req/s, latency in ms; ratio = req/s / compared req/s"
 print_table
+echo "TCP congestion control: $(tcp_cc) (equal-load: keep-alive rows reuse mulefarm's connections; -close rows open one per request to both)"
 echo "uWSGI --http11-socket: with $WORKERS workers it serves $WORKERS of the $CONNS connections; its numbers cover those only."
 echo
 summary="$MISSES target(s) missed"
@@ -241,7 +254,7 @@ echo "$SCRIPT: $summary"
 mkdir -p "$(dirname "$OUT")"
 {
 	echo "# mulefarm static-file benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency keep-alive, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: best round), workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%"
+	echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency keep-alive, warm-up ${WARMUP}s, rounds $ROUNDS (cmp: best round), workers $WORKERS, cpus $(nproc), cpu idle before ${IDLE}%, tcp congestion control $(tcp_cc)"
 	echo "# run <id.file> <rps> <p50_ms> <p99_ms> <requests> <socket_errors> <non2xx> <probe_ms|timeout> <accept_queue_mid_run>"
 	echo "# mem <id> <workers> <avg_pss_kib> <pid:pss_kib,...>"
 	echo "# cmp <file> <id.file> <rps> <p50_ms> <p99_ms> <vs_id.file> <vs_rps> <ratio> <target> <uwsgi_p99_ms> <PASS|MISS|SKIP|info>"
