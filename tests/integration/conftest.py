@@ -110,14 +110,12 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what="condition", describe=
 
 
 def describe_children(ppid):
-    """One line per child of <ppid>: pid, title, state, kernel wait
+    """One line per live child of <ppid>: pid, title, state, kernel wait
     channel and the system call it is in (/proc/PID/syscall: number and
     arguments), for a failure message."""
     lines = []
-    for pid in _all_pids():
-        st = _proc_stat(pid)
-        if st is None or st[1] != ppid:
-            continue
+    for pid in children_of(ppid):
+        st = _proc_stat(pid) or ("gone",)
         info = []
         for name in ("cmdline", "wchan", "syscall"):
             try:

@@ -90,6 +90,11 @@ def done_count(dsn):
     return query(dsn, "SELECT count(*) FROM job WHERE state = 'done'")[0][0]
 
 
+def handlers_stopped(srv):
+    """How many job handlers logged their graceful stop."""
+    return len(re.findall(r"job-handler main\.job-handlers\.\d .*shutting down", srv.log_text()))
+
+
 def assert_exactly_once(dsn, ids, njobs=NJOBS):
     assert sorted(ids) == sorted(set(ids)) and len(ids) == njobs
     rows = query(
@@ -122,7 +127,7 @@ def test_jobs_run_exactly_once(server, pg_cluster):
     assert {r[2] for r in rows} <= HANDLERS
     # a graceful stop: each mule finishes its job, or leaves its wait, and says so
     assert srv.stop(signal.SIGTERM, timeout=30) == 0, srv.log_text()[-3000:]
-    assert len(re.findall(r"job-handler main\.job-handlers\.\d .*shutting down", srv.log_text())) == 2
+    assert handlers_stopped(srv) == 2
 
 
 @pytest.mark.timeout(180)
@@ -149,7 +154,7 @@ def test_sigterm_stops_each_mule_after_its_job_and_the_rest_run_once_later(serve
     before = done_count(dsn)
     assert srv.stop(signal.SIGTERM, timeout=30) == 0, srv.log_text()[-3000:]
     assert done_count(dsn) - before <= 20
-    assert len(re.findall(r"job-handler main\.job-handlers\.\d .*shutting down", srv.log_text())) == 2
+    assert handlers_stopped(srv) == 2
 
     srv = start_on(server, dsn)
     wait_for(lambda: done_count(dsn) == n, timeout=60, what="%d jobs done" % n)
